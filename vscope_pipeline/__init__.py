@@ -1,0 +1,1 @@
+"""Copy OVHcloud vScope inventory and metrics into Parquet and DuckDB."""
