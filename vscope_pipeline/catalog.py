@@ -115,3 +115,13 @@ def build_catalog(extra: tuple[MetricSpec, ...] = ()) -> tuple[MetricSpec, ...]:
 
 def metrics_of_kind(catalog: tuple[MetricSpec, ...], kind: EntityKind) -> tuple[MetricSpec, ...]:
     return tuple(spec for spec in catalog if spec.entity_kind == kind)
+
+
+def datacenter_label(service_name: str, datacenter_id: int) -> str:
+    """Return the `datacenter` tag value vScope writes for a datacenter.
+
+    OVHcloud's guide shows `pcc-37-187-228-180_datacenter869` for service
+    `pcc-37-187-228-180`. NOTE: that the number is the APIv6 `datacenterId` is inferred from
+    that example, not documented.
+    """
+    return f"{service_name}_datacenter{datacenter_id}"
