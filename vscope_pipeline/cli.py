@@ -1,0 +1,200 @@
+"""The `vscope-pipeline` command."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from contextlib import ExitStack, suppress
+from pathlib import Path
+
+import duckdb
+
+from vscope_pipeline.settings import SettingsError, load_settings
+from vscope_pipeline.textable import format_table
+
+log = logging.getLogger("vscope_pipeline")
+
+DEFAULT_DAGSTER_HOME = Path(".dagster_home")
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day: use YYYY-MM-DD") from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vscope-pipeline",
+        description="Copy OVHcloud vScope inventory and metrics into Parquet and DuckDB.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser(
+        "ingest", help="ingest an inclusive range of UTC days through Dagster"
+    )
+    ingest.add_argument("--from", dest="first", type=_day, required=True, help="first UTC day")
+    ingest.add_argument("--to", dest="last", type=_day, required=True, help="last UTC day")
+    ingest.add_argument(
+        "--simulator",
+        action="store_true",
+        help="run against the embedded simulator on 127.0.0.1 instead of OVHcloud",
+    )
+    ingest.add_argument(
+        "--days-per-run", type=_positive, default=7, help="days fetched by one Dagster run"
+    )
+
+    sql = commands.add_parser("sql", help="run a read-only SQL query on the DuckDB file")
+    sql.add_argument("query", help="the SQL statement")
+    sql.add_argument("--max-rows", type=_positive, default=50, help="rows printed at most")
+
+    simulate = commands.add_parser("simulate", help="run the simulator alone until Ctrl-C")
+    simulate.add_argument("--ovh-port", type=int, default=8000, help="APIv6 port on 127.0.0.1")
+    simulate.add_argument(
+        "--opentsdb-port", type=int, default=4242, help="OpenTSDB port on 127.0.0.1"
+    )
+    simulate.add_argument("--vm-count", type=_positive, default=60, help="VMs in the fleet")
+
+    demo = commands.add_parser(
+        "demo", help="ingest the last 2 complete days from the simulator and print a summary"
+    )
+    demo.add_argument("--days", type=_positive, default=2, help="complete days to ingest")
+    return parser
+
+
+def _run_ingest(
+    first: dt.date, last: dt.date, *, simulator: bool, days_per_run: int
+) -> tuple[int, Path]:
+    """Ingest [first, last]; return the exit status and the DuckDB path."""
+    import dagster as dg
+
+    from vscope_pipeline.ingest import IngestRangeError, ensure_dagster_home, ingest_range
+
+    ensure_dagster_home(DEFAULT_DAGSTER_HOME)
+    with ExitStack() as stack:
+        if simulator:
+            _start_simulator(stack)
+        settings = load_settings()
+        instance = stack.enter_context(dg.DagsterInstance.get())
+        try:
+            outcomes = ingest_range(first, last, instance=instance, days_per_run=days_per_run)
+        except IngestRangeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2, settings.duckdb_path
+
+    for outcome in outcomes:
+        status = "succeeded" if outcome.success else "FAILED"
+        print(f"run {outcome.run_id} {outcome.first_day}..{outcome.last_day}: {status}")
+        if outcome.error:
+            print(f"  {outcome.error}", file=sys.stderr)
+    failed = any(not outcome.success for outcome in outcomes)
+    return (1 if failed else 0), settings.duckdb_path
+
+
+def _start_simulator(stack: ExitStack) -> None:
+    """Start the simulator and point the settings at it until `stack` closes."""
+    from vscope_pipeline.ingest import environment
+    from vscope_pipeline.simulator.runner import running_simulator
+
+    simulator = stack.enter_context(running_simulator())
+    stack.enter_context(environment(simulator.environment()))
+    print(f"simulator: OVH APIv6 {simulator.ovh_endpoint}, OpenTSDB {simulator.opentsdb_url}")
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    code, _ = _run_ingest(
+        args.first, args.last, simulator=args.simulator, days_per_run=args.days_per_run
+    )
+    return code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vscope_pipeline.demo import render_summary
+    from vscope_pipeline.ingest import last_complete_day
+
+    last = last_complete_day()
+    first = last - dt.timedelta(days=args.days - 1)
+    code, database = _run_ingest(first, last, simulator=True, days_per_run=args.days)
+    if code == 0:
+        print()
+        print(render_summary(database))
+    return code
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    database = load_settings().duckdb_path
+    if not database.exists():
+        print(
+            f"error: {database} does not exist yet: run `vscope-pipeline ingest` "
+            "(or `make demo`) first",
+            file=sys.stderr,
+        )
+        return 2
+    with duckdb.connect(str(database), read_only=True) as con:
+        try:
+            cursor = con.execute(args.query)
+        except duckdb.Error as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        columns = [column[0] for column in cursor.description or []]
+        rows = cursor.fetchmany(args.max_rows + 1)
+    print(format_table(columns, rows[: args.max_rows]))
+    if len(rows) > args.max_rows:
+        print(f"(only the first {args.max_rows} rows are shown; raise --max-rows for more)")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from vscope_pipeline.simulator.runner import running_simulator
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with running_simulator(
+        ovh_port=args.ovh_port, opentsdb_port=args.opentsdb_port, vm_count=args.vm_count
+    ) as simulator:
+        print(f"OVH APIv6:  {simulator.ovh_endpoint}")
+        print(f"OpenTSDB:   {simulator.opentsdb_url}/api/query")
+        print(f"metrics token (simulator only): {simulator.credentials.metrics_token}")
+        print("Point the pipeline at it with:")
+        for name, value in simulator.environment().items():
+            print(f"  export {name}={value}")
+        print("Press Ctrl-C to stop.", flush=True)
+        with suppress(KeyboardInterrupt):
+            stop.wait()
+    return 0
+
+
+_COMMANDS = {
+    "ingest": _cmd_ingest,
+    "sql": _cmd_sql,
+    "simulate": _cmd_simulate,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

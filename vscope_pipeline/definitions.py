@@ -1,0 +1,23 @@
+"""Dagster code location of vscope-pipeline: wiring only."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from vscope_pipeline.defs.inventory_assets import inventory_snapshot
+from vscope_pipeline.defs.jobs import daily_ingest_schedule, ingest_job
+from vscope_pipeline.defs.metric_assets import METRIC_ASSETS
+from vscope_pipeline.defs.resources import build_resources
+from vscope_pipeline.defs.warehouse_assets import (
+    metric_points_unique,
+    vscope_duckdb,
+    warehouse_complete,
+)
+
+defs = dg.Definitions(
+    assets=[inventory_snapshot, *METRIC_ASSETS, vscope_duckdb],
+    asset_checks=[metric_points_unique, warehouse_complete],
+    jobs=[ingest_job],
+    schedules=[daily_ingest_schedule],
+    resources=build_resources(),
+)

@@ -1,0 +1,128 @@
+"""Metric assets: one daily-partitioned asset per entity kind (VM, host, filer).
+
+Each materialisation fetches every catalogue metric of its kind for the days of its partition
+range and replaces the matching `metrics/metric=<name>/day=<day>/` partitions. A run may cover
+several days (see the backfill policy), so a year of backfill is tens of runs, not hundreds.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from vscope_pipeline.catalog import ENTITY_KINDS, EntityKind, build_catalog, metrics_of_kind
+from vscope_pipeline.collect import MetricDayReport, collect_day
+from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS
+from vscope_pipeline.defs.partitions import build_daily_partitions, days_in_window
+from vscope_pipeline.defs.resources import OpenTSDBResource, VScopeSettingsResource
+from vscope_pipeline.targets import load_targets
+
+DAILY_PARTITIONS = build_daily_partitions()
+
+# Days fetched by one run of a backfill.
+DAYS_PER_RUN = 7
+
+# Runs that query OpenTSDB share this Dagster pool, so parallel runs respect one limit.
+OPENTSDB_POOL = "vscope_opentsdb"
+
+_ENTITY_TABLE = {"vm": "vms", "host": "hosts", "filer": "filers"}
+_ENTITY_NAME = {"vm": "virtual machine", "host": "ESXi host (and NIC)", "filer": "datastore"}
+
+
+def metric_asset_key(kind: EntityKind) -> dg.AssetKey:
+    return dg.AssetKey(["metrics", f"{kind}_metric_points"])
+
+
+def _report_table(reports: list[MetricDayReport]) -> str:
+    lines = [
+        "| day | metric | rows | series | requests | missing |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.day} | {r.metric} | {r.rows} | {r.series} | {r.requests} "
+        f"| {len(r.missing_entities)} |"
+        for r in reports
+    ]
+    return "\n".join(lines)
+
+
+def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=metric_asset_key(kind),
+        partitions_def=DAILY_PARTITIONS,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
+        group_name="metrics",
+        kinds={"parquet", "opentsdb"},
+        pool=OPENTSDB_POOL,
+        deps=[INVENTORY_KEYS["datacenters"], INVENTORY_KEYS[_ENTITY_TABLE[kind]]],
+        description=(
+            f"vScope metrics of every {_ENTITY_NAME[kind]} from OpenTSDB: one row per metric, "
+            "series and timestamp, one Parquet partition per metric and UTC day."
+        ),
+    )
+    def _metric_points(
+        context: dg.AssetExecutionContext,
+        vscope_settings: VScopeSettingsResource,
+        opentsdb: OpenTSDBResource,
+    ) -> dg.MaterializeResult:
+        settings = vscope_settings.settings
+        catalog = metrics_of_kind(build_catalog(settings.extra_metrics), kind)
+        targets = load_targets(settings.data_dir)
+        days = days_in_window(context.partition_time_window)
+        context.log.info(
+            "fetching %d %s metrics for %d day(s) %s..%s over %d datacenter(s)",
+            len(catalog),
+            kind,
+            len(days),
+            days[0],
+            days[-1],
+            len(targets),
+        )
+
+        def log_metric(report: MetricDayReport) -> None:
+            context.log.info(
+                "%s %s: %d rows, %d series, %d request(s), %d dropped points%s",
+                report.day,
+                report.metric,
+                report.rows,
+                report.series,
+                report.requests,
+                report.dropped_points,
+                f", missing {len(report.missing_entities)}: {report.missing_entities[:10]}"
+                if report.missing_entities
+                else "",
+            )
+
+        reports: list[MetricDayReport] = []
+        for day in days:
+            reports += collect_day(
+                catalog,
+                day,
+                targets,
+                opentsdb.client_for,
+                settings.data_dir,
+                on_metric_done=log_metric,
+            )
+
+        missing = sorted({key for report in reports for key in report.missing_entities})
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": sum(r.rows for r in reports),
+                "days": len(days),
+                "first_day": days[0].isoformat(),
+                "last_day": days[-1].isoformat(),
+                "metrics": len(catalog),
+                "series": sum(r.series for r in reports),
+                "requests": sum(r.requests for r in reports),
+                "dropped_points": sum(r.dropped_points for r in reports),
+                "bytes_received": sum(r.bytes_received for r in reports),
+                "file_bytes": sum(r.file_bytes for r in reports),
+                "missing_series": len(missing),
+                "missing_series_names": dg.MetadataValue.json(missing[:100]),
+                "per_metric": dg.MetadataValue.md(_report_table(reports)),
+            }
+        )
+
+    return _metric_points
+
+
+METRIC_ASSETS = [build_metric_asset(kind) for kind in ENTITY_KINDS]

@@ -1,0 +1,118 @@
+"""Dagster resources: one per external system, each reading its settings at run time.
+
+The resources have no config fields: settings come from the environment when a run starts
+(`load_settings`), so secrets never enter Dagster run config, and a broken configuration fails
+the run before its first request with one message that lists every problem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+import dagster as dg
+import ovh
+from pydantic import PrivateAttr
+
+from vscope_pipeline.opentsdb.client import OpenTSDBClient
+from vscope_pipeline.ovh.client import build_ovh_client
+from vscope_pipeline.ovh.inventory import InventorySnapshot, snapshot_inventory
+from vscope_pipeline.ovh.token import MetricsToken, fetch_metrics_token, find_user_id
+from vscope_pipeline.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+class VScopeSettingsResource(dg.ConfigurableResource):
+    """The validated settings of this run, read from the environment once per run."""
+
+    _settings: Settings | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._settings = load_settings()
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+
+class OvhApiResource(dg.ConfigurableResource):
+    """OVH APIv6 through the official `ovh` client: inventory snapshots and the vScope token."""
+
+    config: VScopeSettingsResource
+    _client: ovh.Client | None = PrivateAttr(default=None)
+
+    def _ovh_client(self) -> ovh.Client:
+        if self._client is None:
+            credentials = self.config.settings.ovh
+            self._client = build_ovh_client(
+                credentials.endpoint,
+                application_key=credentials.application_key,
+                application_secret=_reveal(credentials.application_secret),
+                consumer_key=_reveal(credentials.consumer_key),
+                client_id=credentials.client_id,
+                client_secret=_reveal(credentials.client_secret),
+            )
+        return self._client
+
+    def snapshot_inventory(self, snapshot_at: dt.datetime) -> InventorySnapshot:
+        return snapshot_inventory(
+            self._ovh_client(), self.config.settings.service_names, snapshot_at=snapshot_at
+        )
+
+    def metrics_token(self, service_name: str) -> MetricsToken:
+        settings = self.config.settings
+        client = self._ovh_client()
+        user_id = settings.user_id
+        if user_id is None:
+            assert settings.user_login is not None
+            user_id = find_user_id(client, service_name, settings.user_login)
+        return fetch_metrics_token(client, service_name, user_id)
+
+
+class OpenTSDBResource(dg.ConfigurableResource):
+    """The vScope OpenTSDB endpoint, one client (and HTTP session) per service."""
+
+    ovh_api: OvhApiResource
+    _clients: dict[str, OpenTSDBClient] = PrivateAttr(default_factory=dict)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def client_for(self, service_name: str) -> OpenTSDBClient:
+        """Return the client of a service, asking APIv6 for its token the first time.
+
+        With VSCOPE_OPENTSDB_URL and VSCOPE_OPENTSDB_TOKEN set, every service uses them and
+        APIv6 is not asked for a token.
+        """
+        with self._lock:
+            if service_name not in self._clients:
+                settings = self.ovh_api.config.settings
+                if settings.opentsdb_url and settings.opentsdb_token:
+                    url, token = settings.opentsdb_url, settings.opentsdb_token
+                else:
+                    metrics_token = self.ovh_api.metrics_token(service_name)
+                    url, token = metrics_token.opentsdb_endpoint, metrics_token.token
+                log.info("OpenTSDB endpoint for %s: %s", service_name, url)
+                self._clients[service_name] = OpenTSDBClient(url, token)
+            return self._clients[service_name]
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def _reveal(secret: object) -> str | None:
+    return None if secret is None else secret.reveal()  # type: ignore[attr-defined]
+
+
+def build_resources() -> dict[str, dg.ConfigurableResource]:
+    settings = VScopeSettingsResource()
+    ovh_api = OvhApiResource(config=settings)
+    return {
+        "vscope_settings": settings,
+        "ovh_api": ovh_api,
+        "opentsdb": OpenTSDBResource(ovh_api=ovh_api),
+    }

@@ -1,0 +1,286 @@
+"""Typed settings read from the environment at run time, validated all at once.
+
+Every problem found is collected, so a user fixes the whole configuration in one pass instead of
+one variable per failed run. Nothing here sends a request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import ovh.client
+import ovh.config
+
+from vscope_pipeline.catalog import CatalogError, MetricSpec, parse_extra_metric
+from vscope_pipeline.secrets import Secret
+
+DEFAULT_ENDPOINT = "ovh-eu"
+DEFAULT_USER_LOGIN = "admin"
+DEFAULT_DATA_DIR = "./data"
+# vScope keeps about a year of history; the first partition is fixed so that the partition
+# set, and therefore the Dagster UI, does not shift from one day to the next.
+DEFAULT_START_DATE = dt.date(2025, 1, 1)
+
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_KEYS_HELP = "create keys at https://eu.api.ovh.com/createToken/ (or the ca/us equivalent)"
+
+
+class SettingsError(ValueError):
+    """One or more settings are missing or invalid; the message lists each with its fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        count = len(problems)
+        super().__init__(f"invalid configuration ({count} problem{'s' * (count > 1)}):\n{lines}")
+
+
+@dataclass(frozen=True)
+class OvhCredentials:
+    """How to reach and sign requests to OVH APIv6."""
+
+    endpoint: str
+    application_key: str | None = None
+    application_secret: Secret | None = None
+    consumer_key: Secret | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    ovh: OvhCredentials
+    service_names: tuple[str, ...] | None
+    user_login: str | None
+    user_id: int | None
+    opentsdb_url: str | None
+    opentsdb_token: Secret | None
+    data_dir: Path
+    extra_metrics: tuple[MetricSpec, ...] = field(default=())
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.data_dir / "vscope.duckdb"
+
+
+def _clean(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _ovh_value(environ: Mapping[str, str], section: str, name: str) -> str | None:
+    """Look a python-ovh setting up the way python-ovh does: `OVH_<NAME>`, then ovh.conf."""
+    value = _clean(environ, f"OVH_{name.upper()}")
+    if value is None and environ is os.environ:
+        # ovh.conf files (/etc/ovh.conf, ~/.ovh.conf, ./ovh.conf) only apply to the real
+        # process environment, so tests that pass a dict stay independent of the machine.
+        value = ovh.config.config.get(section, name) or None
+    return value
+
+
+def validate_endpoint(endpoint: str) -> str | None:
+    """Return a problem description, or None when `endpoint` is a known name or a base URL."""
+    if endpoint in ovh.client.ENDPOINTS:
+        return None
+    parts = urlsplit(endpoint)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        if parts.path.rstrip("/") in ("", "/"):
+            return (
+                f"OVH_ENDPOINT {endpoint!r} has no API version path: "
+                f"use for example {endpoint.rstrip('/')}/1.0"
+            )
+        return None
+    names = ", ".join(sorted(ovh.client.ENDPOINTS))
+    return (
+        f"OVH_ENDPOINT {endpoint!r} is neither an endpoint name nor an http(s) URL: "
+        f"set it to one of {names}, or to a base URL such as http://127.0.0.1:8000/1.0"
+    )
+
+
+def _load_ovh(environ: Mapping[str, str], problems: list[str]) -> OvhCredentials:
+    endpoint = _ovh_value(environ, "default", "endpoint") or DEFAULT_ENDPOINT
+    if (problem := validate_endpoint(endpoint)) is not None:
+        problems.append(problem)
+
+    def value(name: str) -> str | None:
+        return _ovh_value(environ, endpoint, name)
+
+    application_key = value("application_key")
+    application_secret = value("application_secret")
+    consumer_key = value("consumer_key")
+    client_id = value("client_id")
+    client_secret = value("client_secret")
+
+    uses_keys = any((application_key, application_secret, consumer_key))
+    uses_oauth2 = any((client_id, client_secret))
+    if uses_keys and uses_oauth2:
+        problems.append(
+            "both API keys (OVH_APPLICATION_KEY...) and a service account (OVH_CLIENT_ID...) "
+            "are set: keep only one of the two"
+        )
+    elif uses_oauth2:
+        for name, given in (("OVH_CLIENT_ID", client_id), ("OVH_CLIENT_SECRET", client_secret)):
+            if not given:
+                problems.append(f"{name} is missing: set it with the service account's value")
+    else:
+        for name, given in (
+            ("OVH_APPLICATION_KEY", application_key),
+            ("OVH_APPLICATION_SECRET", application_secret),
+            ("OVH_CONSUMER_KEY", consumer_key),
+        ):
+            if not given:
+                problems.append(f"{name} is missing: {_KEYS_HELP}, or set it in ovh.conf")
+
+    def secret(text: str | None) -> Secret | None:
+        return Secret(text) if text else None
+
+    return OvhCredentials(
+        endpoint=endpoint,
+        application_key=application_key,
+        application_secret=secret(application_secret),
+        consumer_key=secret(consumer_key),
+        client_id=client_id,
+        client_secret=secret(client_secret),
+    )
+
+
+def _load_service_names(environ: Mapping[str, str], problems: list[str]) -> tuple[str, ...] | None:
+    text = _clean(environ, "VSCOPE_SERVICE_NAMES")
+    if text is None:
+        return None
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    bad = [name for name in names if not _SERVICE_NAME.match(name)]
+    if bad or not names:
+        problems.append(
+            f"VSCOPE_SERVICE_NAMES {text!r} is invalid: expected comma-separated service "
+            "names such as pcc-203-0-113-10, or leave it unset for every service"
+        )
+    return names
+
+
+def _load_user(environ: Mapping[str, str], problems: list[str]) -> tuple[str | None, int | None]:
+    login = _clean(environ, "VSCOPE_USER_LOGIN")
+    id_text = _clean(environ, "VSCOPE_USER_ID")
+    if login and id_text:
+        problems.append("VSCOPE_USER_LOGIN and VSCOPE_USER_ID are both set: keep only one of them")
+    if id_text is None:
+        return login or DEFAULT_USER_LOGIN, None
+    if not id_text.isdigit() or int(id_text) <= 0:
+        problems.append(
+            f"VSCOPE_USER_ID {id_text!r} is not a positive integer: set it to the userId "
+            "shown by GET /dedicatedCloud/{serviceName}/user"
+        )
+        return None, None
+    return None, int(id_text)
+
+
+def _load_opentsdb(
+    environ: Mapping[str, str], problems: list[str]
+) -> tuple[str | None, Secret | None]:
+    url = _clean(environ, "VSCOPE_OPENTSDB_URL")
+    token = _clean(environ, "VSCOPE_OPENTSDB_TOKEN")
+    if url and not token:
+        problems.append(
+            "VSCOPE_OPENTSDB_TOKEN is missing while VSCOPE_OPENTSDB_URL is set: set both, "
+            "or neither to ask OVH APIv6 for the vScope token"
+        )
+    if token and not url:
+        problems.append(
+            "VSCOPE_OPENTSDB_URL is missing while VSCOPE_OPENTSDB_TOKEN is set: set both, "
+            "for example https://opentsdb.gra1-ovh.metrics.ovh.net"
+        )
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.append(
+                f"VSCOPE_OPENTSDB_URL {url!r} is not an http(s) URL: set it to the "
+                "opentsdbEndpoint of the vScope token, e.g. https://opentsdb.gra1-ovh.metrics.ovh.net"
+            )
+        elif parts.username or parts.password:
+            problems.append(
+                "VSCOPE_OPENTSDB_URL contains credentials: remove them from the URL and put "
+                "the token in VSCOPE_OPENTSDB_TOKEN"
+            )
+    return url.rstrip("/") if url else None, Secret(token) if token else None
+
+
+def _load_data_dir(environ: Mapping[str, str], problems: list[str]) -> Path:
+    path = Path(_clean(environ, "VSCOPE_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+    if path.exists() and not path.is_dir():
+        problems.append(
+            f"VSCOPE_DATA_DIR {str(path)!r} exists and is not a folder: point it to a folder"
+        )
+    return path.resolve()
+
+
+def _load_extra_metrics(environ: Mapping[str, str], problems: list[str]) -> tuple[MetricSpec, ...]:
+    text = _clean(environ, "VSCOPE_EXTRA_METRICS")
+    if text is None:
+        return ()
+    specs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            specs.append(parse_extra_metric(item))
+        except CatalogError as error:
+            problems.append(f"VSCOPE_EXTRA_METRICS: {error}")
+    return tuple(specs)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from `environ` (default: the process environment).
+
+    Raises SettingsError naming every missing or invalid variable and how to set it.
+    """
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    credentials = _load_ovh(environ, problems)
+    service_names = _load_service_names(environ, problems)
+    user_login, user_id = _load_user(environ, problems)
+    opentsdb_url, opentsdb_token = _load_opentsdb(environ, problems)
+    data_dir = _load_data_dir(environ, problems)
+    extra_metrics = _load_extra_metrics(environ, problems)
+    if problems:
+        raise SettingsError(problems)
+    return Settings(
+        ovh=credentials,
+        service_names=service_names,
+        user_login=user_login,
+        user_id=user_id,
+        opentsdb_url=opentsdb_url,
+        opentsdb_token=opentsdb_token,
+        data_dir=data_dir,
+        extra_metrics=extra_metrics,
+    )
+
+
+def load_start_date(environ: Mapping[str, str] | None = None) -> dt.date:
+    """Return the first daily partition, from VSCOPE_START_DATE.
+
+    This is the one setting read when the code location loads, because it shapes the
+    partitions definition.
+    """
+    environ = os.environ if environ is None else environ
+    text = _clean(environ, "VSCOPE_START_DATE")
+    if text is None:
+        return DEFAULT_START_DATE
+    try:
+        start = dt.date.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(
+            [f"VSCOPE_START_DATE {text!r} is not a date: use YYYY-MM-DD, e.g. 2025-01-01"]
+        ) from None
+    today = dt.datetime.now(dt.UTC).date()
+    if start >= today:
+        raise SettingsError(
+            [
+                f"VSCOPE_START_DATE {text!r} is not before today ({today.isoformat()} UTC): "
+                "set it to a past day, the first one to ingest"
+            ]
+        )
+    return start

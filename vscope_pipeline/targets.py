@@ -1,0 +1,68 @@
+"""Turn the latest inventory snapshot into the datacenters whose metrics are fetched."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from vscope_pipeline.collect import DatacenterTarget
+from vscope_pipeline.lake.layout import latest_inventory_file
+
+# Inventory table, and its column that holds the value of the entity's metric tag.
+_ENTITY_COLUMNS = {"vm": ("vms", "mo_ref"), "host": ("hosts", "name"), "filer": ("filers", "name")}
+
+
+class MissingInventoryError(RuntimeError):
+    """No inventory snapshot is stored yet, so there is nothing to plan metric queries on."""
+
+
+def load_targets(data_dir: Path) -> list[DatacenterTarget]:
+    """Return one target per datacenter of the latest snapshot, with its expected entities.
+
+    Global filers have no datacenter, so they are not expected in any datacenter's series.
+    """
+    latest = latest_inventory_file(data_dir, "datacenters")
+    if latest is None:
+        raise MissingInventoryError(
+            f"no inventory snapshot under {data_dir}: materialize the inventory assets first "
+            "(`vscope-pipeline ingest` runs them before the metrics)"
+        )
+    datacenters = pq.read_table(latest[1], columns=["service_name", "datacenter_label"])
+
+    expected: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for kind, (table_name, column) in _ENTITY_COLUMNS.items():
+        found = latest_inventory_file(data_dir, table_name)
+        if found is None:
+            continue
+        table = pq.read_table(found[1])
+        # A VM that is not powered on sends no metrics, so it is not expected to.
+        running = (
+            [state == "poweredOn" for state in table.column("power_state").to_pylist()]
+            if kind == "vm"
+            else [True] * table.num_rows
+        )
+        for label, entity, is_running in zip(
+            table.column("datacenter_label").to_pylist(),
+            table.column(column).to_pylist(),
+            running,
+            strict=True,
+        ):
+            if label is not None and entity is not None and is_running:
+                expected[label][kind].add(entity)
+
+    return [
+        DatacenterTarget(
+            service_name=service_name,
+            datacenter_label=label,
+            expected_entities={kind: frozenset(names) for kind, names in expected[label].items()},
+        )
+        for service_name, label in sorted(
+            zip(
+                datacenters.column("service_name").to_pylist(),
+                datacenters.column("datacenter_label").to_pylist(),
+                strict=True,
+            )
+        )
+    ]

@@ -1,0 +1,122 @@
+"""Build the DuckDB file that analysts and BI tools open.
+
+The database is rebuilt whole into a temporary file beside the target and then moved over it in
+one rename, so a reader that opens `vscope.duckdb` always finds a complete database, and a failed
+build leaves the previous one in place. Metric points stay in the Parquet lake: `metric_points`
+is a view over it, so a new day partition shows up without a rebuild.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from vscope_pipeline.catalog import MetricSpec
+from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_root, latest_inventory_file
+from vscope_pipeline.lake.layout import metrics_root as lake_metrics_root
+
+log = logging.getLogger(__name__)
+
+METRIC_POINTS_COLUMNS = "metric, entity_kind, service_name, datacenter, entity, nic, ts, value, day"
+
+_EMPTY_METRIC_POINTS = """
+SELECT
+    NULL::VARCHAR AS metric, NULL::VARCHAR AS entity_kind, NULL::VARCHAR AS service_name,
+    NULL::VARCHAR AS datacenter, NULL::VARCHAR AS entity, NULL::VARCHAR AS nic,
+    NULL::TIMESTAMPTZ AS ts, NULL::DOUBLE AS value, NULL::DATE AS day
+WHERE false
+"""
+
+
+@dataclass(frozen=True)
+class WarehouseSummary:
+    path: Path
+    row_counts: dict[str, int]
+    inventory_days: dict[str, str | None]
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def metric_points_sql(data_dir: Path) -> str:
+    """Return the SELECT behind the `metric_points` view.
+
+    The path is absolute so that BI tools, whose working folder is not ours, resolve it.
+    `day` and `metric` come from the Hive folder names; their types are pinned so that DuckDB
+    does not have to guess them from the first folder it sees.
+    """
+    root = lake_metrics_root(data_dir)
+    if not any(root.glob("metric=*/day=*/*.parquet")):
+        return _EMPTY_METRIC_POINTS
+    pattern = _sql_string(str(root / "metric=*" / "day=*" / "*.parquet"))
+    return (
+        f"SELECT {METRIC_POINTS_COLUMNS} FROM read_parquet({pattern}, "
+        "hive_partitioning = true, hive_types = {'metric': VARCHAR, 'day': DATE})"
+    )
+
+
+def catalog_table(catalog: Sequence[MetricSpec]) -> pa.Table:
+    return pa.table(
+        {
+            "metric": [spec.name for spec in catalog],
+            "entity_kind": [spec.entity_kind for spec in catalog],
+            "unit": [spec.unit for spec in catalog],
+            "description": [spec.description for spec in catalog],
+            "label_keys": [list(spec.label_keys) for spec in catalog],
+            "min_value": pa.array([spec.min_value for spec in catalog], pa.float64()),
+            "max_value": pa.array([spec.max_value for spec in catalog], pa.float64()),
+            "documented": [spec.documented for spec in catalog],
+        }
+    )
+
+
+def _create_objects(con: duckdb.DuckDBPyConnection, data_dir: Path, catalog: Sequence[MetricSpec]):
+    con.execute(f"CREATE VIEW metric_points AS {metric_points_sql(data_dir)}")
+
+    catalog_rows = catalog_table(catalog)
+    con.register("catalog_rows", catalog_rows)
+    con.execute("CREATE TABLE metric_catalog AS SELECT * FROM catalog_rows")
+    con.unregister("catalog_rows")
+
+    days: dict[str, str | None] = {}
+    for kind in INVENTORY_KINDS:
+        latest = latest_inventory_file(data_dir, kind)
+        if latest is None:
+            days[kind] = None
+            log.warning("no inventory snapshot of %s under %s", kind, inventory_root(data_dir))
+            continue
+        day, path = latest
+        days[kind] = day
+        con.execute(f"CREATE TABLE {kind} AS SELECT * FROM read_parquet({_sql_string(str(path))})")
+    return days
+
+
+def build_warehouse(data_dir: Path, catalog: Sequence[MetricSpec]) -> WarehouseSummary:
+    """Rebuild `<data_dir>/vscope.duckdb` from the lake and publish it in one rename."""
+    target = data_dir / "vscope.duckdb"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = data_dir / f".vscope.duckdb.{uuid.uuid4().hex}.tmp"
+    try:
+        with duckdb.connect(str(staging)) as con:
+            days = _create_objects(con, data_dir, catalog)
+            tables = ["metric_points", "metric_catalog"]
+            tables += [kind for kind in INVENTORY_KINDS if days[kind] is not None]
+            counts = {
+                name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # type: ignore[index]
+                for name in tables
+            }
+            con.execute("CHECKPOINT")
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
+        Path(f"{staging}.wal").unlink(missing_ok=True)
+    log.info("published %s: %s", target, counts)
+    return WarehouseSummary(path=target, row_counts=counts, inventory_days=days)
