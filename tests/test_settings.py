@@ -1,0 +1,159 @@
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from vscope_pipeline.secrets import Secret
+from vscope_pipeline.settings import SettingsError, load_settings, load_start_date
+
+KEYS = {
+    "OVH_APPLICATION_KEY": "ak",
+    "OVH_APPLICATION_SECRET": "as-secret-value",
+    "OVH_CONSUMER_KEY": "ck-secret-value",
+}
+
+
+def test_defaults_with_api_keys(tmp_path):
+    settings = load_settings({**KEYS, "VSCOPE_DATA_DIR": str(tmp_path)})
+    assert settings.ovh.endpoint == "ovh-eu"
+    assert settings.ovh.application_key == "ak"
+    assert settings.ovh.application_secret == Secret("as-secret-value")
+    assert settings.service_names is None
+    assert settings.user_login == "admin"
+    assert settings.user_id is None
+    assert settings.opentsdb_url is None
+    assert settings.data_dir == tmp_path.resolve()
+    assert settings.duckdb_path == tmp_path.resolve() / "vscope.duckdb"
+
+
+def test_base_url_endpoint_accepted():
+    settings = load_settings({**KEYS, "OVH_ENDPOINT": "http://127.0.0.1:8000/1.0"})
+    assert settings.ovh.endpoint == "http://127.0.0.1:8000/1.0"
+
+
+def test_every_problem_in_one_message():
+    environ = {
+        "OVH_ENDPOINT": "ovh-mars",
+        "VSCOPE_USER_ID": "abc",
+        "VSCOPE_OPENTSDB_URL": "ftp://example",
+        "VSCOPE_SERVICE_NAMES": "pcc-1, bad name",
+        "VSCOPE_EXTRA_METRICS": "vm.mem.tps",
+    }
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ)
+    problems = caught.value.problems
+    assert len(problems) == 9
+    message = str(caught.value)
+    assert message.startswith("invalid configuration (9 problems):\n  - OVH_ENDPOINT 'ovh-mars'")
+    for name in (
+        "OVH_APPLICATION_KEY is missing",
+        "OVH_APPLICATION_SECRET is missing",
+        "OVH_CONSUMER_KEY is missing",
+        "VSCOPE_USER_ID 'abc' is not a positive integer",
+        "VSCOPE_OPENTSDB_TOKEN is missing while VSCOPE_OPENTSDB_URL is set",
+        "VSCOPE_OPENTSDB_URL 'ftp://example' is not an http(s) URL",
+        "VSCOPE_SERVICE_NAMES 'pcc-1, bad name' is invalid",
+        "extra metric 'vm.mem.tps' is not a vScope metric name",
+    ):
+        assert name in message
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("ovh-mars", "OVH_ENDPOINT 'ovh-mars' is neither an endpoint name nor an http(s) URL"),
+        ("http://127.0.0.1:8000", "OVH_ENDPOINT 'http://127.0.0.1:8000' has no API version path"),
+        ("127.0.0.1:8000/1.0", "is neither an endpoint name nor an http(s) URL"),
+    ],
+)
+def test_invalid_endpoint(endpoint, expected):
+    with pytest.raises(SettingsError, match="1 problem\\)") as caught:
+        load_settings({**KEYS, "OVH_ENDPOINT": endpoint})
+    assert expected in caught.value.problems[0]
+
+
+def test_oauth2_and_keys_together_rejected():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**KEYS, "OVH_CLIENT_ID": "id", "OVH_CLIENT_SECRET": "s"})
+    assert caught.value.problems == [
+        "both API keys (OVH_APPLICATION_KEY...) and a service account (OVH_CLIENT_ID...) "
+        "are set: keep only one of the two"
+    ]
+
+
+def test_oauth2_needs_both_values():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"OVH_CLIENT_ID": "id"})
+    assert caught.value.problems == [
+        "OVH_CLIENT_SECRET is missing: set it with the service account's value"
+    ]
+
+
+def test_user_login_and_id_exclusive():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**KEYS, "VSCOPE_USER_LOGIN": "admin", "VSCOPE_USER_ID": "3"})
+    assert caught.value.problems == [
+        "VSCOPE_USER_LOGIN and VSCOPE_USER_ID are both set: keep only one of them"
+    ]
+
+
+def test_user_id_and_opentsdb_override():
+    settings = load_settings(
+        {
+            **KEYS,
+            "VSCOPE_USER_ID": "42",
+            "VSCOPE_OPENTSDB_URL": "https://opentsdb.example/",
+            "VSCOPE_OPENTSDB_TOKEN": "tok",
+            "VSCOPE_SERVICE_NAMES": "pcc-1,pcc-2,pcc-1",
+            "VSCOPE_EXTRA_METRICS": "vscope.vm.mem.tps:MB",
+        }
+    )
+    assert settings.user_id == 42
+    assert settings.user_login is None
+    assert settings.opentsdb_url == "https://opentsdb.example"
+    assert settings.opentsdb_token == Secret("tok")
+    assert settings.service_names == ("pcc-1", "pcc-2")
+    assert [(m.name, m.entity_kind, m.unit) for m in settings.extra_metrics] == [
+        ("vscope.vm.mem.tps", "vm", "MB")
+    ]
+
+
+def test_credentials_in_opentsdb_url_rejected():
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            {**KEYS, "VSCOPE_OPENTSDB_URL": "https://read:t@h.example", "VSCOPE_OPENTSDB_TOKEN": "t"}
+        )
+    assert "VSCOPE_OPENTSDB_URL contains credentials" in caught.value.problems[0]
+    assert "read:t" not in str(caught.value)
+
+
+def test_data_dir_that_is_a_file(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**KEYS, "VSCOPE_DATA_DIR": str(path)})
+    assert caught.value.problems == [
+        f"VSCOPE_DATA_DIR {str(path)!r} exists and is not a folder: point it to a folder"
+    ]
+
+
+def test_secrets_never_in_repr():
+    settings = load_settings(KEYS)
+    text = repr(settings)
+    assert "as-secret-value" not in text
+    assert "ck-secret-value" not in text
+    assert "Secret('***')" in text
+
+
+def test_start_date():
+    assert load_start_date({}) == dt.date(2025, 1, 1)
+    assert load_start_date({"VSCOPE_START_DATE": "2026-03-01"}) == dt.date(2026, 3, 1)
+    with pytest.raises(SettingsError, match="VSCOPE_START_DATE '2026-13-01' is not a date"):
+        load_start_date({"VSCOPE_START_DATE": "2026-13-01"})
+    with pytest.raises(SettingsError, match="is not before today"):
+        load_start_date({"VSCOPE_START_DATE": "2999-01-01"})
+
+
+def test_data_dir_default_is_relative_to_cwd(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(KEYS).data_dir == Path(tmp_path / "data").resolve()
