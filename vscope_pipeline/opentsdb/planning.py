@@ -1,0 +1,116 @@
+"""Request bodies for `POST /api/query`: one grouped sub-query per metric, datacenter and UTC day.
+
+The body requests one output series per entity (and per NIC for per-NIC metrics):
+- `filters` only, never `tags`: in a JSON body the later of the two replaces the other;
+- `literal_or` on `datacenter` and `wildcard(*)` on the entity label and `nicname`, all
+  group-by, so every group holds exactly one stored series;
+- aggregator `avg`, which returns that single series unchanged and exists in every OpenTSDB
+  version and in OVH's proxy;
+- explicit integer times in milliseconds (13 digits, so OpenTSDB reads them as ms) and
+  `msResolution`, so that points less than a second apart keep distinct `dps` keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from vscope_pipeline.catalog import DATACENTER_LABEL, NIC_LABEL, MetricSpec
+
+AGGREGATOR = "avg"
+
+# OpenTSDB accepts letters (any script), digits, '-', '_', '.' and '/' in tag values. A '|'
+# would also turn the literal_or filter into a list of several datacenters.
+_TAG_VALUE = re.compile(r"[\w./-]+")
+
+_MS_PER_DAY = 86_400_000
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    """One UTC day as epoch milliseconds: the half-open interval [start_ms, stop_ms)."""
+
+    day: date
+    start_ms: int
+    stop_ms: int
+
+    @property
+    def end_ms(self) -> int:
+        """Return the last millisecond of the day, the inclusive `end` that OpenTSDB expects."""
+        return self.stop_ms - 1
+
+
+def day_window(day: date) -> DayWindow:
+    """Return the window of a UTC day; a `datetime` is reduced to its date."""
+    midnight = datetime.combine(day, time(), tzinfo=UTC)
+    start_ms = int(midnight.timestamp()) * 1000
+    return DayWindow(day=midnight.date(), start_ms=start_ms, stop_ms=start_ms + _MS_PER_DAY)
+
+
+def validate_tag_value(value: str, name: str) -> None:
+    """Raise ValueError unless `value` can be sent as one literal OpenTSDB tag value."""
+    if not _TAG_VALUE.fullmatch(value):
+        raise ValueError(
+            f"{name} {value!r} is not a valid OpenTSDB tag value: expected letters, digits, "
+            "'-', '_', '.' or '/', for example 'pcc-37-187-228-180_datacenter869'"
+        )
+
+
+def build_query_body(spec: MetricSpec, datacenter_label: str, day: date) -> dict[str, Any]:
+    """Build the `/api/query` body that fetches one metric of one datacenter for one UTC day."""
+    validate_tag_value(datacenter_label, "datacenter label")
+    window = day_window(day)
+
+    filters = [_filter("literal_or", DATACENTER_LABEL, datacenter_label)]
+    filters.append(_filter("wildcard", spec.entity_label, "*"))
+    if spec.per_nic:
+        filters.append(_filter("wildcard", NIC_LABEL, "*"))
+
+    return {
+        "start": window.start_ms,
+        "end": window.end_ms,
+        "msResolution": True,
+        "queries": [{"metric": spec.name, "aggregator": AGGREGATOR, "filters": filters}],
+    }
+
+
+def _filter(kind: str, tag_key: str, expression: str) -> dict[str, Any]:
+    return {"type": kind, "tagk": tag_key, "filter": expression, "groupBy": True}
+
+
+def describe_query(body: Mapping[str, Any]) -> str:
+    """Summarise a query body for log lines and error messages: metrics, datacenters, window.
+
+    Tolerates any body, so that describing a malformed request never raises.
+    """
+    metrics: list[str] = []
+    datacenters: list[str] = []
+    queries = body.get("queries")
+    for query in queries if isinstance(queries, list) else []:
+        if not isinstance(query, Mapping):
+            continue
+        metrics.append(str(query.get("metric")))
+        filters = query.get("filters")
+        for item in filters if isinstance(filters, list) else []:
+            if isinstance(item, Mapping) and item.get("tagk") == DATACENTER_LABEL:
+                datacenters.append(str(item.get("filter")))
+
+    parts = [f"metric {', '.join(metrics) or '(none)'}"]
+    if datacenters:
+        parts.append(f"datacenter {', '.join(dict.fromkeys(datacenters))}")
+    parts.append(f"from {_format_ms(body.get('start'))} to {_format_ms(body.get('end'))}")
+    return ", ".join(parts)
+
+
+def _format_ms(value: object) -> str:
+    """Format an epoch-millisecond integer as ISO 8601 UTC, any other value as its repr."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return repr(value)
+    try:
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value)
+    except OverflowError:
+        return repr(value)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
