@@ -1,0 +1,238 @@
+"""Typed descriptions of OVH APIv6 model fields, their Arrow types, and checked value conversion.
+
+A model is described with the OVH field names and types (`long`, `double`, `boolean`, `string`,
+`datetime`, nested models and arrays). Arrow column and struct field names are the snake_case
+of the OVH names. Conversion checks every value against its declared type and raises
+`SchemaMismatchError` quoting the field, the value and the object; fields the description does
+not know are dropped and counted, so that a new OVH field never breaks a snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+import pyarrow as pa
+
+Scalar = Literal["long", "double", "boolean", "string", "datetime"]
+
+# OVH `datetime` values become UTC timestamps. pyarrow truncates sub-millisecond digits when it
+# converts, and OVH sends whole seconds.
+TIMESTAMP = pa.timestamp("ms", tz="UTC")
+
+_ARROW_SCALARS: dict[str, pa.DataType] = {
+    "long": pa.int64(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
+    "string": pa.string(),
+    "datetime": TIMESTAMP,
+}
+
+_EXPECTED: dict[str, str] = {
+    "long": "an integer (OVH type long)",
+    "double": "a number (OVH type double)",
+    "boolean": "true or false (OVH type boolean)",
+    "string": "a string",
+    "datetime": "an ISO 8601 date-time with a UTC offset (OVH type datetime)",
+}
+
+# Marks a field absent from an API object, as opposed to present with JSON null.
+_MISSING = object()
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+@dataclass(frozen=True)
+class Struct:
+    """An OVH model nested in another one (`complexType.UnitAndValue`, `dedicatedCloud.vmFiler`)."""
+
+    fields: tuple[Field, ...]
+
+
+@dataclass(frozen=True)
+class ArrayOf:
+    """An OVH array type such as `dedicatedCloud.vmFiler[]`."""
+
+    item: FieldType
+
+
+FieldType: TypeAlias = Scalar | Struct | ArrayOf
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an OVH model: its camelCase name, type, and whether null is allowed.
+
+    `nullable=False` mirrors the schema's `canBeNull: false`: such a field must be present and
+    not null in every object.
+    """
+
+    name: str
+    type: FieldType
+    nullable: bool = True
+
+    @property
+    def column(self) -> str:
+        return snake_case(self.name)
+
+
+class SchemaMismatchError(ValueError):
+    """An API object whose value does not match the documented OVH model."""
+
+
+def snake_case(name: str) -> str:
+    """Convert an OVH camelCase field name: `spaceProvisionned` -> `space_provisionned`."""
+    return _CAMEL_BOUNDARY.sub("_", name).lower()
+
+
+def unit_and_value(value_type: Literal["long", "double"]) -> Struct:
+    """Return OVH's `complexType.UnitAndValue<long|double>`: `{unit, value}`."""
+    return Struct((Field("unit", "string", nullable=False), Field("value", value_type, False)))
+
+
+def arrow_type(field_type: FieldType) -> pa.DataType:
+    if isinstance(field_type, Struct):
+        return pa.struct([arrow_field(child) for child in field_type.fields])
+    if isinstance(field_type, ArrayOf):
+        return pa.list_(arrow_type(field_type.item))
+    return _ARROW_SCALARS[field_type]
+
+
+def arrow_field(field: Field) -> pa.Field:
+    return pa.field(field.column, arrow_type(field.type), nullable=field.nullable)
+
+
+@dataclass
+class Conversion:
+    """The state of converting one table: the object being converted and the unknown fields."""
+
+    unknown_fields: Counter[str]
+    # Names the object in error messages, e.g. "vm 42 of pcc-1 datacenter 7".
+    subject: str = ""
+
+    def fail(self, path: str, value: object, expected: str) -> SchemaMismatchError:
+        return SchemaMismatchError(
+            f"{self.subject}: field {path!r} is {_quote(value)}, expected {expected}; "
+            "the API response does not match the documented OVH model"
+        )
+
+
+def _quote(value: object) -> str:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def convert_object(
+    fields: tuple[Field, ...],
+    data: object,
+    conversion: Conversion,
+    *,
+    path: str = "",
+    schema_path: str = "",
+) -> dict[str, Any]:
+    """Convert one API object to a row keyed by snake_case column names.
+
+    `path` locates the object in error messages (`networks[0].backing`); `schema_path` is the
+    same without list indexes and keys the count of unknown fields.
+    """
+    if not isinstance(data, Mapping):
+        raise conversion.fail(path or "(object)", data, "a JSON object")
+    row: dict[str, Any] = {}
+    for field in fields:
+        row[field.column] = convert_field(
+            field,
+            data.get(field.name, _MISSING),
+            conversion,
+            path=_join(path, field.name),
+            schema_path=_join(schema_path, field.name),
+        )
+    known = {field.name for field in fields}
+    for name in data:
+        if name not in known:
+            conversion.unknown_fields[_join(schema_path, str(name))] += 1
+    return row
+
+
+def convert_field(
+    field: Field, value: object, conversion: Conversion, *, path: str, schema_path: str
+) -> Any:
+    if value is None or value is _MISSING:
+        if field.nullable:
+            return None
+        state = "missing" if value is _MISSING else "null"
+        raise SchemaMismatchError(
+            f"{conversion.subject}: field {path!r} is {state}, but the OVH model documents it "
+            "as never null; the API response does not match the documented OVH model"
+        )
+    return _convert_value(field.type, value, conversion, path=path, schema_path=schema_path)
+
+
+def _convert_value(
+    field_type: FieldType, value: object, conversion: Conversion, *, path: str, schema_path: str
+) -> Any:
+    if isinstance(field_type, Struct):
+        return convert_object(
+            field_type.fields, value, conversion, path=path, schema_path=schema_path
+        )
+    if isinstance(field_type, ArrayOf):
+        if not isinstance(value, list):
+            raise conversion.fail(path, value, "a JSON array")
+        item_field = Field("", field_type.item, nullable=False)
+        return [
+            convert_field(
+                item_field,
+                item,
+                conversion,
+                path=f"{path}[{index}]",
+                schema_path=f"{schema_path}[]",
+            )
+            for index, item in enumerate(value)
+        ]
+    return _convert_scalar(field_type, value, conversion, path)
+
+
+def _convert_scalar(kind: Scalar, value: object, conversion: Conversion, path: str) -> Any:
+    # bool is a subclass of int in Python, so it is excluded explicitly from the numbers.
+    if kind == "long":
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and _INT64_MIN <= value <= _INT64_MAX
+        ):
+            return value
+        raise conversion.fail(path, value, _EXPECTED[kind])
+    if kind == "double":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise conversion.fail(path, value, _EXPECTED[kind])
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        raise conversion.fail(path, value, _EXPECTED[kind])
+    if kind == "string":
+        if isinstance(value, str):
+            return value
+        raise conversion.fail(path, value, _EXPECTED[kind])
+    return _parse_datetime(value, conversion, path)
+
+
+def _parse_datetime(value: object, conversion: Conversion, path: str) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed.astimezone(dt.UTC)
+    raise conversion.fail(path, value, _EXPECTED["datetime"])
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
