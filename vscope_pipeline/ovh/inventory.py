@@ -1,0 +1,248 @@
+"""The inventory walk: every datacenter, filer, host and VM of the chosen dedicatedCloud services.
+
+For each service the walk reads `/dedicatedCloud/{sn}`, its datacenters, then each datacenter's
+filer, host and VM lists and objects, and the service-wide ("global") filers of
+`/dedicatedCloud/{sn}/filer`. An object that is listed but answers 404 when fetched (a VM deleted
+in between) is skipped and counted; any other API error stops the walk with the failing URL.
+Objects come from batch GETs when the API answers them (see `batch.py`), else one GET each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import ovh
+import pyarrow as pa
+
+from vscope_pipeline.ovh.batch import DEFAULT_BATCH_SIZE, BatchMode, ObjectFetcher
+from vscope_pipeline.ovh.reader import (
+    ApiReader,
+    ObjectRef,
+    OvhRequestError,
+    OvhResponseError,
+)
+from vscope_pipeline.ovh.schemas import (
+    INVENTORY_KINDS,
+    ApiObject,
+    InventoryKind,
+    build_inventory_table,
+)
+
+log = logging.getLogger(__name__)
+
+_DATACENTER_CHILDREN: tuple[tuple[InventoryKind, str], ...] = (
+    ("filers", "filer"),
+    ("hosts", "host"),
+    ("vms", "vm"),
+)
+
+# How many skipped objects the summary log line names; the stats keep all of them.
+_LOGGED_SKIPS = 10
+
+
+class ServiceNotFoundError(LookupError):
+    """A requested dedicatedCloud service that the account does not see."""
+
+
+@dataclass(frozen=True)
+class InventoryStats:
+    """What a walk did.
+
+    `requests` counts the API calls of the walk (python-ovh's one `/auth/time` call is not
+    included); `objects` counts rows per kind; `skipped_not_found` lists, per kind, the objects
+    that were listed but answered 404; `unknown_fields` counts the dropped undocumented fields;
+    `batch` tells whether objects came from batch GETs (None when no object was fetched).
+    """
+
+    requests: int
+    objects: Mapping[InventoryKind, int]
+    skipped_not_found: Mapping[InventoryKind, tuple[ObjectRef, ...]]
+    unknown_fields: Mapping[InventoryKind, Mapping[str, int]]
+    batch: bool | None
+
+
+@dataclass(frozen=True)
+class InventorySnapshot:
+    """The four inventory tables of one walk, keyed by kind, and the walk's statistics."""
+
+    snapshot_at: dt.datetime
+    service_names: tuple[str, ...]
+    tables: Mapping[InventoryKind, pa.Table]
+    stats: InventoryStats
+
+
+@dataclass
+class _Collected:
+    objects: dict[InventoryKind, list[ApiObject]] = field(
+        default_factory=lambda: {kind: [] for kind in INVENTORY_KINDS}
+    )
+    skipped: dict[InventoryKind, list[ObjectRef]] = field(
+        default_factory=lambda: {kind: [] for kind in INVENTORY_KINDS}
+    )
+
+
+def snapshot_inventory(
+    client: ovh.Client,
+    service_names: Sequence[str] | None,
+    *,
+    snapshot_at: dt.datetime,
+    batch: BatchMode = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> InventorySnapshot:
+    """Walk the inventory of `service_names` (None: every service the account sees).
+
+    `batch` is "auto" (detect batch GET support once per client and remember it), "always" or
+    "never"; `batch_size` is the number of ids per batch GET. Raises ServiceNotFoundError for
+    a service the account does not see, and OvhRequestError or OvhResponseError for
+    a failed call or an unexpected answer; both name the URL.
+    """
+    reader = ApiReader(client)
+    fetcher = ObjectFetcher(reader, mode=batch, batch_size=batch_size)
+    services = _select_services(reader, service_names)
+    collected = _Collected()
+    for service_name in services:
+        _walk_service(reader, fetcher, service_name, collected)
+
+    tables: dict[InventoryKind, pa.Table] = {}
+    unknown: dict[InventoryKind, Mapping[str, int]] = {}
+    for kind in INVENTORY_KINDS:
+        converted = build_inventory_table(kind, collected.objects[kind], snapshot_at=snapshot_at)
+        tables[kind] = converted.table
+        unknown[kind] = converted.unknown_fields
+
+    stats = InventoryStats(
+        requests=reader.requests,
+        objects=MappingProxyType({kind: tables[kind].num_rows for kind in INVENTORY_KINDS}),
+        skipped_not_found=MappingProxyType(
+            {kind: tuple(collected.skipped[kind]) for kind in INVENTORY_KINDS}
+        ),
+        unknown_fields=MappingProxyType(unknown),
+        batch=fetcher.used_batch,
+    )
+    _log_summary(services, stats)
+    return InventorySnapshot(
+        snapshot_at=snapshot_at,
+        service_names=services,
+        tables=MappingProxyType(tables),
+        stats=stats,
+    )
+
+
+def _select_services(reader: ApiReader, requested: Sequence[str] | None) -> tuple[str, ...]:
+    visible = reader.get_list("/dedicatedCloud", str)
+    if requested is None:
+        if not visible:
+            log.warning("the OVH account sees no dedicatedCloud service: the snapshot is empty")
+        return tuple(sorted(visible))
+    if isinstance(requested, str):
+        raise TypeError(
+            f"service_names must be a sequence of names, not the string {requested!r}: "
+            f"pass [{requested!r}]"
+        )
+    if not requested:
+        raise ValueError(
+            "service_names is empty: pass None to snapshot every service the account sees"
+        )
+    services = tuple(dict.fromkeys(requested))
+    unseen = [name for name in services if name not in visible]
+    if unseen:
+        raise _service_not_found(unseen, visible)
+    return services
+
+
+def _service_not_found(unseen: Sequence[str], visible: Sequence[str]) -> ServiceNotFoundError:
+    names = ", ".join(repr(name) for name in unseen)
+    seen = ", ".join(sorted(visible)) if visible else "none"
+    return ServiceNotFoundError(
+        f"dedicatedCloud service {names} not found among the services this OVH account sees "
+        f"({seen}): fix the service name (VSCOPE_SERVICE_NAMES), or use credentials of the "
+        "account that owns it"
+    )
+
+
+def _walk_service(
+    reader: ApiReader, fetcher: ObjectFetcher, service_name: str, collected: _Collected
+) -> None:
+    root = f"/dedicatedCloud/{service_name}"
+    if reader.get_object(root) is None:
+        raise _service_not_found([service_name], reader.get_list("/dedicatedCloud", str))
+
+    datacenter_ids = reader.get_list(f"{root}/datacenter", int)
+    for datacenter_id in datacenter_ids:
+        ref = ObjectRef(service_name, datacenter_id, "datacenter", datacenter_id)
+        data = reader.get_object(ref.path)
+        if data is None:
+            collected.skipped["datacenters"].append(ref)
+            continue
+        collected.objects["datacenters"].append(
+            ApiObject(service_name, datacenter_id, datacenter_id, data)
+        )
+        datacenter_root = f"{root}/datacenter/{datacenter_id}"
+        for kind, entity in _DATACENTER_CHILDREN:
+            ids = reader.get_list(f"{datacenter_root}/{entity}", int)
+            refs = [ObjectRef(service_name, datacenter_id, entity, item) for item in ids]
+            _collect(fetcher, kind, refs, collected)
+
+    global_filers = reader.get_list(f"{root}/filer", int)
+    refs = [ObjectRef(service_name, None, "filer", item) for item in global_filers]
+    _collect(fetcher, "filers", refs, collected)
+
+
+def _collect(
+    fetcher: ObjectFetcher,
+    kind: InventoryKind,
+    refs: Sequence[ObjectRef],
+    collected: _Collected,
+) -> None:
+    found: Mapping[ObjectRef, Any] = fetcher.fetch(refs)
+    for ref in refs:
+        data = found.get(ref)
+        if data is None:
+            collected.skipped[kind].append(ref)
+        else:
+            collected.objects[kind].append(
+                ApiObject(ref.service_name, ref.datacenter_id, ref.object_id, data)
+            )
+
+
+def _log_summary(services: Sequence[str], stats: InventoryStats) -> None:
+    counts = ", ".join(f"{stats.objects[kind]} {kind}" for kind in INVENTORY_KINDS)
+    mode = {True: "batch GET", False: "one GET per object", None: "no object fetched"}
+    log.info(
+        "inventory of %d services (%s): %s in %d requests (%s)",
+        len(services),
+        ", ".join(services),
+        counts,
+        stats.requests,
+        mode[stats.batch],
+    )
+    for kind in INVENTORY_KINDS:
+        skipped = stats.skipped_not_found[kind]
+        if skipped:
+            shown = ", ".join(str(ref) for ref in skipped[:_LOGGED_SKIPS])
+            more = (
+                f" and {len(skipped) - _LOGGED_SKIPS} more" if len(skipped) > _LOGGED_SKIPS else ""
+            )
+            log.warning(
+                "skipped %d %s listed but not found (deleted during the walk): %s%s",
+                len(skipped),
+                kind,
+                shown,
+                more,
+            )
+
+
+__all__ = [
+    "InventorySnapshot",
+    "InventoryStats",
+    "ObjectRef",
+    "OvhRequestError",
+    "OvhResponseError",
+    "ServiceNotFoundError",
+    "snapshot_inventory",
+]
