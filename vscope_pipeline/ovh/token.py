@@ -1,0 +1,194 @@
+"""The vScope metrics read token of a dedicatedCloud user, and the lookup of that user by login.
+
+OVHcloud's API schema documented the token call as
+`POST /dedicatedCloud/{serviceName}/user/{userId}/metricsToken` from 2020 to 2023; its 2019
+vScope guide named it `.../getVscopeMetricsToken`. Both are tried, in that order. The token is
+held in a `Secret` and never written to logs, exception messages or reprs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ovh
+
+from vscope_pipeline.ovh.reader import OvhResponseError, request_failed
+from vscope_pipeline.secrets import Secret
+
+log = logging.getLogger(__name__)
+
+TOKEN_ROUTES: tuple[str, ...] = ("metricsToken", "getVscopeMetricsToken")
+
+# How many user names an error message lists before "and N more".
+_LISTED_USERS = 20
+
+
+class TokenError(RuntimeError):
+    """The vScope metrics token could not be obtained."""
+
+
+class UserNotFoundError(TokenError, LookupError):
+    """No user of the service has the requested login."""
+
+
+class TokenUnavailableError(TokenError):
+    """Neither token route exists for this account."""
+
+
+class TokenNotGrantedError(TokenError):
+    """The consumer key does not allow the token call."""
+
+
+@dataclass(frozen=True)
+class MetricsToken:
+    """A vScope metrics read token and the endpoints it is valid for.
+
+    `route` is the APIv6 call that returned it (`metricsToken` or `getVscopeMetricsToken`).
+    """
+
+    token: Secret
+    opentsdb_endpoint: str
+    warp_endpoint: str | None
+    route: str
+
+
+def find_user_id(client: ovh.Client, service_name: str, login: str) -> int:
+    """Return the id of the user of `service_name` whose name (or login) is exactly `login`.
+
+    `GET .../user?name=` is a "like" filter, so each returned user is read to find the exact
+    match. Raises UserNotFoundError listing the service's user names when none matches.
+    """
+    users_path = f"/dedicatedCloud/{service_name}/user"
+    candidates = _get_ids(client, users_path, name=login)
+    for user_id in candidates:
+        user = _get_user(client, f"{users_path}/{user_id}")
+        if user is not None and login in (user.get("name"), user.get("login")):
+            log.info("dedicatedCloud user %r of %s has id %d", login, service_name, user_id)
+            return user_id
+
+    names = _user_names(client, users_path)
+    if not names:
+        choice = "the service has no users: create one, or set VSCOPE_USER_ID"
+    else:
+        shown = ", ".join(names[:_LISTED_USERS])
+        if len(names) > _LISTED_USERS:
+            shown += f" and {len(names) - _LISTED_USERS} more"
+        choice = f"set it to one of {shown}"
+    raise UserNotFoundError(
+        f"VSCOPE_USER_LOGIN {login!r} not found among users of {service_name}: {choice}"
+    )
+
+
+def fetch_metrics_token(client: ovh.Client, service_name: str, user_id: int) -> MetricsToken:
+    """Ask APIv6 for the vScope metrics token of user `user_id` of `service_name`.
+
+    Tries `POST .../metricsToken`, then `POST .../getVscopeMetricsToken` when the first answers
+    404. Raises TokenUnavailableError when both answer 404, TokenNotGrantedError when the
+    consumer key does not allow the call, and OvhRequestError for other API errors.
+    """
+    user_path = f"/dedicatedCloud/{service_name}/user/{user_id}"
+    not_found: list[str] = []
+    for route in TOKEN_ROUTES:
+        path = f"{user_path}/{route}"
+        try:
+            answer = client.post(path)
+        except ovh.ResourceNotFoundError as error:
+            log.info("POST %s answered 404 (%s)", path, _first_line(error))
+            not_found.append(f"{route}: {_first_line(error)}")
+            continue
+        except ovh.NotGrantedCall as error:
+            raise TokenNotGrantedError(
+                f"POST {path} was refused with NotGrantedCall: the consumer key must allow "
+                f"POST on {path}, for example with the access rule "
+                f"POST /dedicatedCloud/*/user/*/{route}; request a new consumer key with it"
+            ) from error
+        except ovh.APIError as error:
+            raise request_failed("POST", path, error) from error
+
+        token = _parse_token(path, route, answer)
+        log.info(
+            "vScope metrics token of user %d of %s obtained with POST %s (OpenTSDB endpoint %s)",
+            user_id,
+            service_name,
+            route,
+            token.opentsdb_endpoint,
+        )
+        return token
+
+    raise TokenUnavailableError(
+        f"no vScope metrics token for user {user_id} of {service_name}: POST {user_path}/"
+        f"metricsToken and POST {user_path}/getVscopeMetricsToken both answered 404 "
+        f"({'; '.join(not_found)}), so both routes are missing on this account; set "
+        "VSCOPE_OPENTSDB_URL and VSCOPE_OPENTSDB_TOKEN to use an OpenTSDB endpoint and token "
+        "directly"
+    )
+
+
+def _parse_token(path: str, route: str, answer: object) -> MetricsToken:
+    # The answer contains the token: messages name its fields and types, never its values.
+    if not isinstance(answer, Mapping):
+        raise OvhResponseError(
+            f"POST {path} returned a JSON {type(answer).__name__}, expected an object with "
+            "token, opentsdbEndpoint and warpEndpoint"
+        )
+    token = answer.get("token")
+    if not isinstance(token, str) or not token:
+        raise OvhResponseError(
+            f"POST {path} returned no token (fields present: {', '.join(sorted(answer))}), "
+            "expected a non-empty string in 'token'"
+        )
+    endpoint = answer.get("opentsdbEndpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+        raise OvhResponseError(
+            f"POST {path} returned opentsdbEndpoint {endpoint!r}, expected an http(s) URL; "
+            "set VSCOPE_OPENTSDB_URL to give the endpoint directly"
+        )
+    warp = answer.get("warpEndpoint")
+    return MetricsToken(
+        token=Secret(token),
+        opentsdb_endpoint=endpoint.rstrip("/"),
+        warp_endpoint=warp if isinstance(warp, str) and warp else None,
+        route=route,
+    )
+
+
+def _get_ids(client: ovh.Client, path: str, **query: str) -> list[int]:
+    try:
+        answer = client.get(path, **query)
+    except ovh.APIError as error:
+        raise request_failed("GET", path, error) from error
+    if not isinstance(answer, list) or not all(
+        isinstance(item, int) and not isinstance(item, bool) for item in answer
+    ):
+        raise OvhResponseError(f"GET {path} returned {answer!r:.80}, expected an array of ids")
+    return sorted(set(answer))
+
+
+def _get_user(client: ovh.Client, path: str) -> Mapping[str, Any] | None:
+    try:
+        answer = client.get(path)
+    except ovh.ResourceNotFoundError:
+        # Listed a moment ago and deleted since.
+        return None
+    except ovh.APIError as error:
+        raise request_failed("GET", path, error) from error
+    if not isinstance(answer, Mapping):
+        raise OvhResponseError(f"GET {path} returned {answer!r:.80}, expected a user object")
+    return answer
+
+
+def _user_names(client: ovh.Client, users_path: str) -> list[str]:
+    names = []
+    for user_id in _get_ids(client, users_path):
+        user = _get_user(client, f"{users_path}/{user_id}")
+        if user is not None and isinstance(user.get("name"), str):
+            names.append(user["name"])
+    return sorted(names)
+
+
+def _first_line(error: Exception) -> str:
+    # python-ovh appends "\nOVH-Query-ID: ..." to the server's message.
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
