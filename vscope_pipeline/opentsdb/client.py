@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from types import TracebackType
 from typing import Any
@@ -263,7 +263,7 @@ class OpenTSDBClient:
             raise self._error(
                 last.error_type, description, last.status, last.message, exhausted.reason
             ) from (last.__cause__ or last)
-        return outcome.value
+        return replace(outcome.value, requests=outcome.attempts)
 
     def _post_once(self, payload: bytes, description: str) -> QueryResponse:
         started = time.perf_counter()
@@ -278,16 +278,14 @@ class OpenTSDBClient:
             )
         except requests.Timeout as exc:
             # ConnectTimeout is also a ConnectionError, so this branch must come first.
+            message = self._scrub(_transport_message(exc))
             raise _AttemptFailed(
-                self._scrub(f"timed out: {exc}"),
-                error_type=OpenTSDBTimeout,
-                message=self._scrub(str(exc)),
+                f"timed out: {message}", error_type=OpenTSDBTimeout, message=message
             ) from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            message = self._scrub(_transport_message(exc))
             raise _AttemptFailed(
-                self._scrub(f"connection failed: {exc}"),
-                error_type=OpenTSDBConnectionError,
-                message=self._scrub(str(exc)),
+                f"connection failed: {message}", error_type=OpenTSDBConnectionError, message=message
             ) from exc
 
         status = response.status_code
@@ -349,6 +347,16 @@ class OpenTSDBClient:
     def _scrub(self, text: str) -> str:
         """Replace the token anywhere in `text`, such as a server echoing the request."""
         return text.replace(self._token.reveal(), "***")
+
+
+def _transport_message(exc: requests.RequestException) -> str:
+    """Return the underlying cause of a transport error without urllib3's "Max retries" wrapper.
+
+    requests makes one attempt per call (its adapter retries nothing), so that wrapper
+    only hides the cause, such as `Connection refused`.
+    """
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return str(reason) if reason is not None else str(exc)
 
 
 def _advice(error_type: type[OpenTSDBError], status: int | None) -> str:

@@ -130,9 +130,9 @@ def _parse_array(content: bytes, context: str) -> list[Any]:
         document = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise OpenTSDBDecodeError(
-            f"invalid OpenTSDB response for {context}: the body is not JSON ({exc}); it starts "
-            f"with {_preview(content)}. A proxy may have answered instead of OpenTSDB: "
-            "check the endpoint URL"
+            f"invalid OpenTSDB response for {context}: the body is not JSON, it starts with "
+            f"{_preview(content)}. A proxy may have answered instead of OpenTSDB: check the "
+            "endpoint URL"
         ) from exc
     if not isinstance(document, list):
         raise OpenTSDBDecodeError(

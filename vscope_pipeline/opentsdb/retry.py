@@ -133,10 +133,11 @@ def call_with_retries(
 
 
 def _give_up_reason(policy: RetryPolicy, failure: TransientFailure, attempts: int) -> str:
+    counted = f"{attempts} attempt" if attempts == 1 else f"{attempts} attempts"
     if attempts >= policy.max_attempts:
-        return f"gave up after {attempts} attempts"
+        return f"gave up after {counted}"
     return (
-        f"gave up after {attempts} attempts because the server asked to wait "
+        f"gave up after {counted} because the server asked to wait "
         f"{failure.retry_after:.0f} s (Retry-After), more than the {policy.max_retry_after:.0f} s "
         "allowed"
     )
