@@ -7,8 +7,8 @@ import secrets
 import string
 from dataclasses import dataclass, field
 
-# OVH application keys are 16 characters long, application secrets and consumer keys 32, all
-# alphanumeric (the shape of the python-ovh test vector and of the keys OVH issues).
+# Application keys are 16 alphanumeric characters, application secrets and consumer keys 32,
+# as in the python-ovh 1.2.0 signature test vector.
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE")
@@ -45,8 +45,8 @@ class AccessRule:
         return re.fullmatch(pattern, path) is not None
 
 
-# Every method on every path: what a consumer key validated with python-ovh's
-# `add_recursive_rules(API_READ_WRITE, "/")` is allowed.
+# Every method on every path, as granted by python-ovh's
+# `add_recursive_rules(API_READ_WRITE, "/")` (which adds the rule path `/*`).
 GRANT_ALL: tuple[AccessRule, ...] = tuple(AccessRule(method, "/*") for method in HTTP_METHODS)
 
 
@@ -54,8 +54,8 @@ GRANT_ALL: tuple[AccessRule, ...] = tuple(AccessRule(method, "/*") for method in
 class SimulatorCredentials:
     """The one application key, consumer key and metrics token a simulator accepts.
 
-    The defaults are fixed demo values, so that `make demo` and the documentation can show them;
-    `generate()` returns random ones. Secrets are left out of `repr()`.
+    The defaults are fixed demo values, so that `make demo` and the documentation can show
+    them. `generate()` returns random ones. Secrets are left out of `repr()`.
     """
 
     application_key: str = "vScopeSimDemoAK1"

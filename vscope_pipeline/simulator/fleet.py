@@ -1,15 +1,16 @@
 """A deterministic synthetic dedicatedCloud fleet: the simulator's inventory and time series.
 
 `build_fleet(anchor_day)` returns the same fleet for the same arguments in every process. The
-default fleet is one service, `pcc-203-0-113-10`, with 2 datacenters; each has 3 hosts
-(4 NICs each) and 2 datastores, and one global datastore serves both. It runs 60 VMs and has
-3 users (`admin`, `reporting`, `netadmin`). Hosts grow with `vm_count`, about one per 10 VMs.
+default fleet is one service, `pcc-203-0-113-10`, with 2 datacenters. Each datacenter has
+3 hosts (4 NICs each) and 2 datastores, and one global datastore serves both. The fleet runs
+60 VMs and has 3 users (`admin`, `reporting`, `netadmin`). Hosts grow with `vm_count`, about
+one per 10 VMs.
 
 `anchor_day` is the simulator's "today". Scripted events are placed relative to it:
 
 - one VM is deleted at 12:00 UTC the day before `anchor_day`. Its series stop there, and from
-  then on APIv6 neither lists it nor returns it (404);
-- one VM is powered off: `powerState` is `poweredOff` and it has no series;
+  then on APIv6 neither lists it nor returns it (404).
+- one VM is powered off: `powerState` is `poweredOff` and it has no series.
 - with `list_race=True`, one VM is listed by its datacenter's `/vm` route but its own GET
   returns 404, as when a VM is deleted between the two calls. Its series are normal.
 
@@ -74,7 +75,7 @@ class FleetDatacenter:
 
 @dataclass(frozen=True)
 class FleetHost:
-    """A host; `name` is its address, which is also its `host` tag value."""
+    """A host. `name` is its address, which is also its `host` tag value."""
 
     host_id: int
     datacenter_id: int
@@ -85,7 +86,7 @@ class FleetHost:
 
 @dataclass(frozen=True)
 class FleetFiler:
-    """A datastore; `datacenter_id` is None for a global one, served at `/{sn}/filer`."""
+    """A datastore. `datacenter_id` is None for a global one, served at `/{sn}/filer`."""
 
     filer_id: int
     datacenter_id: int | None
@@ -100,7 +101,7 @@ class FleetFiler:
 
 @dataclass(frozen=True)
 class FleetVm:
-    """A virtual machine; `mo_ref` is its `vm` tag value.
+    """A virtual machine. `mo_ref` is its `vm` tag value.
 
     `deleted_at_ms` (epoch milliseconds) is when it stops reporting and leaves APIv6, None if
     never. `missing_on_get` marks the VM whose GET returns 404 although its datacenter lists it.
@@ -233,9 +234,9 @@ def build_fleet(
     service_name: str = DEFAULT_SERVICE_NAME,
     list_race: bool = True,
 ) -> Fleet:
-    """Build the synthetic fleet; the same arguments always give the same fleet.
+    """Build the synthetic fleet. The same arguments always give the same fleet.
 
-    `vm_count` VMs are spread over about `vm_count / 10` hosts (at least 3 per datacenter);
+    `vm_count` VMs are spread over about `vm_count / 10` hosts (at least 3 per datacenter).
     `list_race` adds the VM that is listed but whose GET returns 404.
     """
     if not 3 <= vm_count <= MAX_VM_COUNT:

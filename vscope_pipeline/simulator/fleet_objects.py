@@ -109,7 +109,7 @@ def service_object(service_name: str, rand: random.Random) -> JsonObject:
 
 
 def datacenter_object(datacenter_id: int, index: int) -> JsonObject:
-    """Return a `dedicatedCloud.Datacenter`; the first one is production, the others not."""
+    """Return a `dedicatedCloud.Datacenter`. The first one is production, the others not."""
     production = index == 0
     return {
         "datacenterId": datacenter_id,
@@ -175,7 +175,7 @@ def filer_object(
     managed_by_ovh: bool,
     rand: random.Random,
 ) -> JsonObject:
-    """Return a `dedicatedCloud.Filer`; space figures are in GB, as the schema states."""
+    """Return a `dedicatedCloud.Filer`, with space figures in GB as the schema states."""
     node = rand.randint(10, 99)
     has_slave = rand.random() < 0.7
     return {
@@ -201,7 +201,7 @@ def filer_object(
 
 
 def vm_shape(filer_names: list[str], windows: bool, rand: random.Random) -> VmShape:
-    """Draw a VM's vCPU count, memory and disks; its disks sit on one of `filer_names`."""
+    """Draw a VM's vCPU count, memory and disks, which sit on one of `filer_names`."""
     cpu_num = rand.choice((1, 2, 2, 4, 4, 8))
     memory_mb = cpu_num * rand.choice((2048, 4096))
     filer_name = rand.choice(filer_names)
@@ -368,14 +368,15 @@ def vm_object(
     anchor_day: dt.date,
     rand: random.Random,
 ) -> JsonObject:
-    """Return a `dedicatedCloud.Vm`; live statistics are null while it is powered off."""
+    """Return a `dedicatedCloud.Vm`. Live statistics are null while it is powered off."""
     if powered_on:
         live = _live_vm_statistics(shape, core_mhz, rand)
     else:
         live = {"cpuMax": float(shape.cpu_num * core_mhz), **dict.fromkeys(_LIVE_ONLY_FIELDS)}
     iso = f"[{shape.disks[0].filer_name}] iso/debian-12.7.0-amd64-netinst.iso"
     cdrom_loaded = rand.random() < 0.15
-    distributed = rand.random() < 0.8  # the VM's NICs sit on a distributed switch, or none do
+    # Either all of the VM's NICs sit on a distributed switch, or none does.
+    distributed = rand.random() < 0.8
     license_name = (
         rand.choice(("windows 2022 Standard", "windows 2019 Standard", "windows 2022 Datacenter"))
         if shape.windows
@@ -431,7 +432,10 @@ USER_PROFILES: tuple[UserProfile, ...] = (
 
 
 def user_object(user_id: int, profile: UserProfile) -> JsonObject:
-    """Return a `dedicatedCloud.User`; local accounts use their name as login."""
+    """Return a `dedicatedCloud.User`. Local accounts use their name as login.
+
+    NOTE: that a local account's `login` equals its `name` is an assumption.
+    """
     return {
         "userId": user_id,
         "login": profile.name,

@@ -1,7 +1,7 @@
 """Deterministic vScope time series for a synthetic fleet, as OpenTSDB would store them.
 
-A series' value at a timestamp depends only on the fleet seed, the series and the timestamp:
-points are generated one whole UTC day at a time, from a numpy generator seeded with a blake2b
+A series' value at a timestamp depends only on the fleet seed, the series and the timestamp.
+Points are generated one whole UTC day at a time, from a numpy generator seeded with a blake2b
 hash of (seed, series, day), and then cut to the requested window. Two overlapping queries
 therefore return the same points where they overlap. Nothing is cached between calls, so
 memory does not grow with the number of days read.
@@ -63,7 +63,7 @@ def stable_seed(*parts: object) -> int:
 
 @dataclass(frozen=True)
 class SignalModel:
-    """How one metric's values are drawn.
+    """The random model of one metric's values.
 
     A series picks its base `level` and its `office_gain` uniformly within the given ranges.
     At a timestamp its value is level * (1 + office_gain * office + night_gain * backup)
@@ -129,8 +129,8 @@ class FleetSeries:
     """The `SeriesSource` of a fleet: every catalogue metric plus `vscope.vm.mem.tps`.
 
     Powered-off VMs have no series. The deleted VM's series end at its deletion time.
-    `step_seconds` is the interval between points and must divide a day; points sit on exact
-    multiples of it since the epoch (on minute boundaries for the default of 60 s).
+    `step_seconds` is the interval between points and must divide a day. Points sit on exact
+    multiples of it since the epoch, so on minute boundaries for the default of 60 s.
     `gap_probability` is the chance that a given series loses 1 to 3 stretches of 5-30
     minutes on a given day.
     """
@@ -298,8 +298,9 @@ def datastore_fill(
 ) -> npt.NDArray[np.float64]:
     """Return the trend of a datastore's used fraction of its capacity at `at_ms`.
 
-    The trend is a logistic curve centred on the anchor day: it starts between 35 % and 55 %
-    and rises by 15 to 30 points over about a year, so it always stays below 85 %. The APIv6
+    The trend is a logistic curve centred on the anchor day. It starts between 35 % and 55 %
+    and rises by 15 to 30 points, mostly within 8 months either side of the anchor day, so it
+    always stays below 85 %. The APIv6
     `spaceUsed` of a filer is this fraction of its size at the anchor day.
     """
     rng = np.random.default_rng(stable_seed(seed, "fill", service_name, filer_name))
