@@ -470,6 +470,20 @@ def test_proxy_page_with_200_is_decode_error(server: ScriptedServer) -> None:
     )
 
 
+def test_corrupt_gzip_is_decode_error(server: ScriptedServer) -> None:
+    server.script(Canned(200, b"not gzip at all", {"Content-Encoding": "gzip"}))
+
+    with pytest.raises(OpenTSDBDecodeError) as raised:
+        _Client(server.url).fetch()
+
+    assert str(raised.value) == (
+        f"POST {server.url}/api/query for {DESCRIPTION}: the response is marked as "
+        "gzip-encoded but its body is not valid gzip. A proxy may have altered it: check the "
+        "endpoint URL"
+    )
+    assert len(server.requests) == 1
+
+
 def test_token_absent_from_errors_and_logs(
     server: ScriptedServer, caplog: pytest.LogCaptureFixture
 ) -> None:

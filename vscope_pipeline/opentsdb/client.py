@@ -282,6 +282,13 @@ class OpenTSDBClient:
             raise _AttemptFailed(
                 f"timed out: {message}", error_type=OpenTSDBTimeout, message=message
             ) from exc
+        except requests.exceptions.ContentDecodingError as exc:
+            raise OpenTSDBDecodeError(
+                f"POST {self.url} for {description}: the response is marked as gzip-encoded "
+                "but its body is not valid gzip. A proxy may have altered it: check the "
+                "endpoint URL",
+                url=self.url,
+            ) from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             message = self._scrub(_transport_message(exc))
             raise _AttemptFailed(
