@@ -550,6 +550,7 @@ def test_step_seconds_sets_resolution(fleet: Fleet) -> None:
             {"gap_probability": 1.5},
             "gap_probability 1.5 is not valid: expected a probability between 0 and 1",
         ),
+        ({"history_days": -1}, "history_days -1 is not valid: expected 0 or more days"),
     ],
 )
 def test_series_rejects_bad_options(fleet: Fleet, kwargs: dict[str, Any], message: str) -> None:
@@ -592,6 +593,16 @@ def test_unknown_series_has_no_points(series: FleetSeries) -> None:
     timestamps, values = series.points("vscope.vm.cpu.usage.perc", {"vm": "vm-9"}, 0, ANCHOR_MS)
     assert len(timestamps) == 0
     assert len(values) == 0
+
+
+def test_history_starts_before_anchor(fleet: Fleet) -> None:
+    short = FleetSeries(fleet, history_days=3, gap_probability=0.0)
+    tags = short.series_tags("vscope.host.cpu.usage.perc")[0]
+    timestamps, _ = short.points("vscope.host.cpu.usage.perc", tags, 0, ANCHOR_MS + DAY_MS - 1)
+    assert timestamps[0] == ANCHOR_MS - 3 * DAY_MS
+    assert len(timestamps) == 4 * 1440
+    before, _ = short.points("vscope.host.cpu.usage.perc", tags, 0, ANCHOR_MS - 3 * DAY_MS - 1)
+    assert len(before) == 0
 
 
 def test_deleted_vm_stops_at_noon(fleet: Fleet, series: FleetSeries) -> None:

@@ -132,11 +132,17 @@ class FleetSeries:
     `step_seconds` is the interval between points and must divide a day. Points sit on exact
     multiples of it since the epoch, so on minute boundaries for the default of 60 s.
     `gap_probability` is the chance that a given series loses 1 to 3 stretches of 5-30
-    minutes on a given day.
+    minutes on a given day. Series start `history_days` days before the anchor day, which
+    also bounds the work of a query with a very early start.
     """
 
     def __init__(
-        self, fleet: Fleet, *, step_seconds: int = 60, gap_probability: float = 0.02
+        self,
+        fleet: Fleet,
+        *,
+        step_seconds: int = 60,
+        gap_probability: float = 0.02,
+        history_days: int = 400,
     ) -> None:
         if step_seconds < 1 or 86_400 % step_seconds:
             raise ValueError(
@@ -148,9 +154,12 @@ class FleetSeries:
                 f"gap_probability {gap_probability!r} is not valid: expected a probability "
                 "between 0 and 1"
             )
+        if history_days < 0:
+            raise ValueError(f"history_days {history_days!r} is not valid: expected 0 or more days")
         self.fleet = fleet
         self.step_seconds = step_seconds
         self.gap_probability = gap_probability
+        self.first_day = fleet.anchor_ms // DAY_MS - history_days
         self._by_metric: dict[str, list[_Series]] = {}
         self._index: dict[tuple[str, frozenset[tuple[str, str]]], _Series] = {}
         for spec in SIMULATED_METRICS:
@@ -196,9 +205,10 @@ class FleetSeries:
         series = self._index.get((metric, frozenset(tags.items())))
         if series is None or end_ms < start_ms:
             return _empty()
-        chunks = [
-            self._day_points(series, day) for day in range(start_ms // DAY_MS, end_ms // DAY_MS + 1)
-        ]
+        first_day = max(start_ms // DAY_MS, self.first_day)
+        chunks = [self._day_points(series, day) for day in range(first_day, end_ms // DAY_MS + 1)]
+        if not chunks:
+            return _empty()
         timestamps = np.concatenate([chunk[0] for chunk in chunks])
         values = np.concatenate([chunk[1] for chunk in chunks])
         inside = (timestamps >= start_ms) & (timestamps <= end_ms)
