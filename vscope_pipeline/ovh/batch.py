@@ -1,9 +1,9 @@
 """Fetching listed objects with batch GETs, or one GET per object where batch is not supported.
 
-APIv6 answers `GET .../vm/1,2,3?batch=,` with a JSON array of `{key, value, error}` items, one
-per id. OVHcloud does not document this mode, so support is detected from the first answer (an
-item array, or anything else) and remembered per client; a client that does not support it
-gets one GET per object.
+APIv6 responds to `GET .../vm/1,2,3?batch=,` with a JSON array of `{key, value, error}` items,
+one per id. OVHcloud does not document this mode, so support is detected from the first
+response (an item array, or anything else) and remembered per client. A client whose API does
+not support it gets one GET per object.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ DEFAULT_BATCH_SIZE = 50
 # "The requested object (vmId = 17) does not exist".
 _NOT_FOUND = re.compile(r"not found|does not exist|doesn't exist", re.IGNORECASE)
 
-# Whether each client's API answered a batch GET with an item array, learned on first use.
+# Whether each client's API returned an item array for a batch GET, learned on first use.
 _batch_support: weakref.WeakKeyDictionary[ovh.Client, bool] = weakref.WeakKeyDictionary()
 _batch_support_lock = threading.Lock()
 
@@ -60,8 +60,8 @@ def _remember(client: ovh.Client, supported: bool) -> None:
 class ObjectFetcher:
     """Fetch objects that share a list path, in batches or one by one.
 
-    `used_batch` becomes True once objects came from a batch answer, False once objects were
-    fetched one by one and none in batch; it stays None while nothing was fetched.
+    `used_batch` becomes True once objects came from a batch response, and False once objects
+    were fetched one by one and none in batch. It stays None while nothing was fetched.
     """
 
     def __init__(self, reader: ApiReader, *, mode: BatchMode, batch_size: int) -> None:
@@ -75,7 +75,7 @@ class ObjectFetcher:
         self.used_batch: bool | None = None
 
     def fetch(self, refs: Sequence[ObjectRef]) -> dict[ObjectRef, Mapping[str, Any]]:
-        """Return the objects found, keyed by ref; refs that answered 404 are left out."""
+        """Return the objects found, keyed by ref. Refs whose GET returned 404 are left out."""
         found: dict[ObjectRef, Mapping[str, Any]] = {}
         for start in range(0, len(refs), self._batch_size):
             chunk = refs[start : start + self._batch_size]
@@ -104,7 +104,7 @@ class ObjectFetcher:
         target = f"{refs[0].list_path}/{','.join(str(ref.object_id) for ref in refs)}?batch=,"
         learning = self._mode == "auto" and batch_support(self._reader.client) is None
         try:
-            answer = self._reader.get_raw(target)
+            response = self._reader.get_raw(target)
         except ovh.ResourceNotFoundError:
             # Either no batch support, or the parent datacenter vanished: single GETs tell.
             return self._not_batched(refs, learning)
@@ -115,7 +115,7 @@ class ObjectFetcher:
         except ovh.APIError as error:
             raise request_failed("GET", target, error) from error
 
-        items = _item_array(answer)
+        items = _item_array(response)
         if items is None:
             if self._mode == "always":
                 raise OvhResponseError(
@@ -162,18 +162,20 @@ class ObjectFetcher:
             found[ref] = value
         if absent:
             log.debug(
-                "%s: %d ids missing from the batch answer, fetched one by one", target, len(absent)
+                "%s: %d ids missing from the batch response, fetched one by one",
+                target,
+                len(absent),
             )
             found.update(self._fetch_each(absent))
         return found
 
 
-def _item_array(answer: object) -> dict[str, Mapping[str, Any]] | None:
-    """Index a batch answer by key, or return None when it is not a non-empty item array."""
-    if not isinstance(answer, list) or not answer:
+def _item_array(response: object) -> dict[str, Mapping[str, Any]] | None:
+    """Index a batch response by key, or return None when it is not a non-empty item array."""
+    if not isinstance(response, list) or not response:
         return None
     items: dict[str, Mapping[str, Any]] = {}
-    for item in answer:
+    for item in response:
         if not isinstance(item, Mapping) or "key" not in item:
             return None
         items[str(item["key"])] = item

@@ -2,10 +2,10 @@
 
 python-ovh 1.2.0 only accepts endpoint names: `ovh.Client.__init__` looks the name up in the
 module-level dict `ovh.client.ENDPOINTS` and raises `InvalidRegion` for anything else. Adding a
-key to that dict would change it for every other user in the process, so a URL endpoint is
-served by `BaseUrlClient` instead: it is constructed with a known name (which python-ovh needs for
-its configuration lookup) and then sends every request to the URL. Signing, the `/auth/time`
-clock offset and the mapping of HTTP errors to exceptions stay python-ovh's own.
+key to that dict would change it for every other user in the process. A URL endpoint is served
+by `BaseUrlClient` instead, which python-ovh constructs with a known name and which then sends
+every request to the URL. Signing, the `/auth/time` clock offset and the mapping of HTTP errors
+to exceptions stay python-ovh's own.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import ovh.config
 log = logging.getLogger(__name__)
 
 # Seconds to wait for the TCP connection, then for each response. python-ovh's own default is
-# 180 s for both; a connection that takes more than 10 s to open is not going to succeed.
+# 180 s for both. A 10 s connect timeout makes an unreachable endpoint fail fast.
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 180.0)
 
 # The named endpoint that python-ovh is constructed with when a URL is on a host that is not an
-# OVHcloud API host (a simulator, a proxy). Its config-file section is never used for secrets:
-# `build_ovh_client` looks them up for the URL itself first and requires them.
+# OVHcloud API host (a simulator, a proxy). python-ovh reads only client_id and client_secret
+# from its config-file section, because `build_ovh_client` passes the keys found for the URL.
 _STAND_IN_ENDPOINT = "ovh-eu"
 
 
@@ -36,7 +36,7 @@ class EndpointError(ValueError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where API requests go, and which python-ovh endpoint name configures the client.
+    """The base URL of API requests, and the python-ovh endpoint name that configures the client.
 
     `name` selects python-ovh's config-file section and OAuth2 token URL. It is None for a URL
     on a host that python-ovh does not know.
@@ -149,10 +149,10 @@ def build_ovh_client(
     """Build a python-ovh client for an endpoint name or a base URL.
 
     Values left as None are looked up by python-ovh: the `OVH_*` environment variables, then the
-    ovh.conf section named after the endpoint. For a URL on a host that is not an OVHcloud API
-    host the section is the URL itself (`[http://127.0.0.1:8000/1.0]`), the application key,
-    secret and consumer key are required, and OAuth2 is rejected because python-ovh would fetch
-    its token from OVHcloud. `timeout` is (connect, read) in seconds.
+    ovh.conf section named after the endpoint. A URL on a host that is not an OVHcloud API host
+    uses the section named after the URL itself (`[http://127.0.0.1:8000/1.0]`) and requires the
+    application key, secret and consumer key. It rejects OAuth2, because python-ovh would fetch
+    the OAuth2 token from OVHcloud. `timeout` is (connect, read) in seconds.
     """
     target = resolve_endpoint(endpoint)
     keys = {
@@ -172,7 +172,7 @@ def build_ovh_client(
     keys = _lookup_missing(target.base_url, keys)
     _check_foreign_host_keys(target.base_url, keys)
     # NOTE: python-ovh still looks client_id and client_secret up in the stand-in's ovh.conf
-    # section; if that section holds OAuth2 values, it raises InvalidConfiguration.
+    # section. If that section contains OAuth2 values, it raises InvalidConfiguration.
     return BaseUrlClient(
         target.base_url,
         endpoint_name=_STAND_IN_ENDPOINT,

@@ -3,8 +3,8 @@
 A model is described with the OVH field names and types (`long`, `double`, `boolean`, `string`,
 `datetime`, nested models and arrays). Arrow column and struct field names are the snake_case
 of the OVH names. Conversion checks every value against its declared type and raises
-`SchemaMismatchError` quoting the field, the value and the object; fields the description does
-not know are dropped and counted, so that a new OVH field never breaks a snapshot.
+`SchemaMismatchError` quoting the field, the value and the object. Fields missing from the
+description are dropped and counted, so that a new OVH field does not break a snapshot.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pyarrow as pa
 
 Scalar = Literal["long", "double", "boolean", "string", "datetime"]
 
-# OVH `datetime` values become UTC timestamps. pyarrow truncates sub-millisecond digits when it
-# converts, and OVH sends whole seconds.
+# OVH `datetime` values become UTC timestamps. pyarrow (26) truncates sub-millisecond digits
+# when it converts a Python datetime to this type.
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
 _ARROW_SCALARS: dict[str, pa.DataType] = {

@@ -2,9 +2,10 @@
 
 For each service the walk reads `/dedicatedCloud/{sn}`, its datacenters, then each datacenter's
 filer, host and VM lists and objects, and the service-wide ("global") filers of
-`/dedicatedCloud/{sn}/filer`. An object that is listed but answers 404 when fetched (a VM deleted
-in between) is skipped and counted; any other API error stops the walk with the failing URL.
-Objects come from batch GETs when the API answers them (see `batch.py`), else one GET each.
+`/dedicatedCloud/{sn}/filer`. An object that is listed but returns 404 when fetched (a VM
+deleted in between) is skipped and counted. Any other API error stops the walk and names the
+failing URL. Objects come from batch GETs when the API supports them (see `batch.py`), else
+from one GET each.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ class ServiceNotFoundError(LookupError):
 
 @dataclass(frozen=True)
 class InventoryStats:
-    """What a walk did.
+    """Counters of one walk.
 
-    `requests` counts the API calls of the walk (python-ovh's one `/auth/time` call is not
-    included); `objects` counts rows per kind; `skipped_not_found` lists, per kind, the objects
-    that were listed but answered 404; `unknown_fields` counts the dropped undocumented fields;
-    `batch` tells whether objects came from batch GETs (None when no object was fetched).
+    - `requests`: API calls of the walk, without python-ovh's one `/auth/time` call.
+    - `objects`: rows per kind.
+    - `skipped_not_found`: per kind, the objects that were listed but returned 404.
+    - `unknown_fields`: per kind, the dropped undocumented fields and their counts.
+    - `batch`: whether objects came from batch GETs (None when no object was fetched).
     """
 
     requests: int
@@ -94,12 +96,12 @@ def snapshot_inventory(
     batch: BatchMode = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> InventorySnapshot:
-    """Walk the inventory of `service_names` (None: every service the account sees).
+    """Walk the inventory of `service_names` (None: every service the account can read).
 
     `batch` is "auto" (detect batch GET support once per client and remember it), "always" or
-    "never"; `batch_size` is the number of ids per batch GET. Raises ServiceNotFoundError for
-    a service the account does not see, and OvhRequestError or OvhResponseError for
-    a failed call or an unexpected answer; both name the URL.
+    "never". `batch_size` is the number of ids per batch GET. Raises ServiceNotFoundError for a
+    service missing from `GET /dedicatedCloud`, and OvhRequestError or OvhResponseError, which
+    name the URL, for a failed call or an unexpected response.
     """
     reader = ApiReader(client)
     fetcher = ObjectFetcher(reader, mode=batch, batch_size=batch_size)
@@ -137,7 +139,7 @@ def _select_services(reader: ApiReader, requested: Sequence[str] | None) -> tupl
     visible = reader.get_list("/dedicatedCloud", str)
     if requested is None:
         if not visible:
-            log.warning("the OVH account sees no dedicatedCloud service: the snapshot is empty")
+            log.warning("the OVH account has no dedicatedCloud service: the snapshot is empty")
         return tuple(sorted(visible))
     if isinstance(requested, str):
         raise TypeError(
@@ -146,7 +148,7 @@ def _select_services(reader: ApiReader, requested: Sequence[str] | None) -> tupl
         )
     if not requested:
         raise ValueError(
-            "service_names is empty: pass None to snapshot every service the account sees"
+            "service_names is empty: pass None to snapshot every service the account can access"
         )
     services = tuple(dict.fromkeys(requested))
     unseen = [name for name in services if name not in visible]
@@ -159,8 +161,8 @@ def _service_not_found(unseen: Sequence[str], visible: Sequence[str]) -> Service
     names = ", ".join(repr(name) for name in unseen)
     seen = ", ".join(sorted(visible)) if visible else "none"
     return ServiceNotFoundError(
-        f"dedicatedCloud service {names} not found among the services this OVH account sees "
-        f"({seen}): fix the service name (VSCOPE_SERVICE_NAMES), or use credentials of the "
+        f"dedicatedCloud service {names} not found among the services this OVH account can "
+        f"access ({seen}): fix the service name (VSCOPE_SERVICE_NAMES), or use credentials of the "
         "account that owns it"
     )
 
@@ -224,7 +226,7 @@ def _log_summary(services: Sequence[str], stats: InventoryStats) -> None:
     for kind in INVENTORY_KINDS:
         skipped = stats.skipped_not_found[kind]
         if skipped:
-            shown = ", ".join(str(ref) for ref in skipped[:_LOGGED_SKIPS])
+            listed = ", ".join(str(ref) for ref in skipped[:_LOGGED_SKIPS])
             more = (
                 f" and {len(skipped) - _LOGGED_SKIPS} more" if len(skipped) > _LOGGED_SKIPS else ""
             )
@@ -232,7 +234,7 @@ def _log_summary(services: Sequence[str], stats: InventoryStats) -> None:
                 "skipped %d %s listed but not found (deleted during the walk): %s%s",
                 len(skipped),
                 kind,
-                shown,
+                listed,
                 more,
             )
 

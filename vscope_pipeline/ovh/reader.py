@@ -21,7 +21,7 @@ class OvhRequestError(RuntimeError):
 
 
 class OvhResponseError(ValueError):
-    """An APIv6 answer whose JSON shape is not the documented one; the message names the path."""
+    """An APIv6 response whose JSON shape is not the documented one. The message names the path."""
 
 
 @dataclass(frozen=True)
@@ -54,14 +54,24 @@ class ObjectRef:
 
 def request_failed(method: str, path: str, error: ovh.APIError) -> OvhRequestError:
     """Wrap a python-ovh error with the method and path, and the fix when the key lacks a rule."""
-    message = f"{method} {path} failed with {type(error).__name__}: {error}"
+    message = f"{method} {path} failed with {type(error).__name__}: {error_text(error)}"
     if isinstance(error, ovh.NotGrantedCall):
         message += f"; the consumer key must allow {method} on this path"
     return OvhRequestError(message, method=method, path=path)
 
 
+def error_text(error: ovh.APIError) -> str:
+    """Return the API's message and query id on one line.
+
+    python-ovh 1.2.0's `str()` puts the query id on a second line after a space.
+    """
+    text = str(error.args[0]).strip() if error.args else type(error).__name__
+    query_id = getattr(error, "query_id", None)
+    return f"{text} (OVH query id {query_id})" if query_id else text
+
+
 class ApiReader:
-    """GET requests of one walk: counts them and checks the shape of list and object answers."""
+    """GET requests of one walk: counts them and checks the shape of list and object responses."""
 
     def __init__(self, client: ovh.Client) -> None:
         self.client = client
@@ -79,30 +89,30 @@ class ApiReader:
             raise request_failed("GET", path, error) from error
 
     def get_object(self, path: str) -> Mapping[str, Any] | None:
-        """Return the object at `path`, or None when the API answers 404."""
+        """Return the object at `path`, or None when the API responds with 404."""
         try:
-            answer = self.get_raw(path)
+            response = self.get_raw(path)
         except ovh.ResourceNotFoundError:
             return None
         except ovh.APIError as error:
             raise request_failed("GET", path, error) from error
-        if not isinstance(answer, Mapping):
+        if not isinstance(response, Mapping):
             raise OvhResponseError(
-                f"GET {path} returned {_preview(answer)}, expected a JSON object"
+                f"GET {path} returned {_preview(response)}, expected a JSON object"
             )
-        return answer
+        return response
 
     def get_list(self, path: str, item_type: type[T]) -> list[T]:
         """Return the ids listed at `path`, without duplicates and in ascending order."""
-        answer = self.get(path)
-        if not isinstance(answer, list) or not all(
-            _is_instance(item, item_type) for item in answer
+        response = self.get(path)
+        if not isinstance(response, list) or not all(
+            _is_instance(item, item_type) for item in response
         ):
             expected = "integers" if item_type is int else "strings"
             raise OvhResponseError(
-                f"GET {path} returned {_preview(answer)}, expected a JSON array of {expected}"
+                f"GET {path} returned {_preview(response)}, expected a JSON array of {expected}"
             )
-        return sorted(set(answer))
+        return sorted(set(response))
 
 
 def _is_instance(value: object, item_type: type) -> bool:

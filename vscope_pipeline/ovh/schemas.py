@@ -1,10 +1,10 @@
 """Arrow schemas of the four inventory tables, and the conversion of API objects into them.
 
-Each table holds every field that the OVH APIv6 schema documents for its model
-(`dedicatedCloud.Datacenter`, `.Filer`, `.Host`, `.Vm`, captured 2020-2024), under the snake_case
-of the OVH name, with the documented type and nullability. Key columns come first; the columns
-the API does not return (`service_name`, the containing `datacenter_id`, `is_global`,
-`datacenter_label`, `snapshot_at`) come from the request context.
+Each table contains every field that the OVH APIv6 schema documents for its model
+(`dedicatedCloud.Datacenter`, `.Filer`, `.Host`, `.Vm`, as published from 2020 to 2024), under
+the snake_case of the OVH name, with the documented type and nullability. Key columns come
+first. The columns that the API does not return (`service_name`, the containing
+`datacenter_id`, `is_global`, `datacenter_label`, `snapshot_at`) come from the request context.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ VM_FIELDS: tuple[Field, ...] = (
 
 @dataclass(frozen=True)
 class TableSpec:
-    """How one inventory kind maps to a table: its OVH model, id field and derived columns."""
+    """The mapping of one inventory kind to a table: its OVH model, id field and derived columns."""
 
     kind: InventoryKind
     model: str

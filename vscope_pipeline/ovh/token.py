@@ -15,7 +15,7 @@ from typing import Any
 
 import ovh
 
-from vscope_pipeline.ovh.reader import OvhResponseError, request_failed
+from vscope_pipeline.ovh.reader import OvhResponseError, error_text, request_failed
 from vscope_pipeline.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,10 @@ def find_user_id(client: ovh.Client, service_name: str, login: str) -> int:
     if not names:
         choice = "the service has no users: create one, or set VSCOPE_USER_ID"
     else:
-        shown = ", ".join(names[:_LISTED_USERS])
+        listed = ", ".join(names[:_LISTED_USERS])
         if len(names) > _LISTED_USERS:
-            shown += f" and {len(names) - _LISTED_USERS} more"
-        choice = f"set it to one of {shown}"
+            listed += f" and {len(names) - _LISTED_USERS} more"
+        choice = f"set it to one of {listed}"
     raise UserNotFoundError(
         f"VSCOPE_USER_LOGIN {login!r} not found among users of {service_name}: {choice}"
     )
@@ -85,8 +85,8 @@ def find_user_id(client: ovh.Client, service_name: str, login: str) -> int:
 def fetch_metrics_token(client: ovh.Client, service_name: str, user_id: int) -> MetricsToken:
     """Ask APIv6 for the vScope metrics token of user `user_id` of `service_name`.
 
-    Tries `POST .../metricsToken`, then `POST .../getVscopeMetricsToken` when the first answers
-    404. Raises TokenUnavailableError when both answer 404, TokenNotGrantedError when the
+    Tries `POST .../metricsToken`, then `POST .../getVscopeMetricsToken` when the first returns
+    404. Raises TokenUnavailableError when both return 404, TokenNotGrantedError when the
     consumer key does not allow the call, and OvhRequestError for other API errors.
     """
     user_path = f"/dedicatedCloud/{service_name}/user/{user_id}"
@@ -94,21 +94,22 @@ def fetch_metrics_token(client: ovh.Client, service_name: str, user_id: int) -> 
     for route in TOKEN_ROUTES:
         path = f"{user_path}/{route}"
         try:
-            answer = client.post(path)
+            response = client.post(path)
         except ovh.ResourceNotFoundError as error:
-            log.info("POST %s answered 404 (%s)", path, _first_line(error))
-            not_found.append(f"{route}: {_first_line(error)}")
+            log.info("POST %s returned 404: %s", path, error_text(error))
+            message = str(error.args[0]).strip() if error.args else "no message"
+            not_found.append(f"{route}: {message}")
             continue
         except ovh.NotGrantedCall as error:
             raise TokenNotGrantedError(
-                f"POST {path} was refused with NotGrantedCall: the consumer key must allow "
+                f"POST {path} was rejected with NotGrantedCall: the consumer key must allow "
                 f"POST on {path}, for example with the access rule "
                 f"POST /dedicatedCloud/*/user/*/{route}; request a new consumer key with it"
             ) from error
         except ovh.APIError as error:
             raise request_failed("POST", path, error) from error
 
-        token = _parse_token(path, route, answer)
+        token = _parse_token(path, route, response)
         log.info(
             "vScope metrics token of user %d of %s obtained with POST %s (OpenTSDB endpoint %s)",
             user_id,
@@ -120,33 +121,33 @@ def fetch_metrics_token(client: ovh.Client, service_name: str, user_id: int) -> 
 
     raise TokenUnavailableError(
         f"no vScope metrics token for user {user_id} of {service_name}: POST {user_path}/"
-        f"metricsToken and POST {user_path}/getVscopeMetricsToken both answered 404 "
+        f"metricsToken and POST {user_path}/getVscopeMetricsToken both returned 404 "
         f"({'; '.join(not_found)}), so both routes are missing on this account; set "
         "VSCOPE_OPENTSDB_URL and VSCOPE_OPENTSDB_TOKEN to use an OpenTSDB endpoint and token "
         "directly"
     )
 
 
-def _parse_token(path: str, route: str, answer: object) -> MetricsToken:
-    # The answer contains the token: messages name its fields and types, never its values.
-    if not isinstance(answer, Mapping):
+def _parse_token(path: str, route: str, response: object) -> MetricsToken:
+    # The response contains the token, so messages name its fields and types, never its values.
+    if not isinstance(response, Mapping):
         raise OvhResponseError(
-            f"POST {path} returned a JSON {type(answer).__name__}, expected an object with "
+            f"POST {path} returned a JSON {type(response).__name__}, expected an object with "
             "token, opentsdbEndpoint and warpEndpoint"
         )
-    token = answer.get("token")
+    token = response.get("token")
     if not isinstance(token, str) or not token:
         raise OvhResponseError(
-            f"POST {path} returned no token (fields present: {', '.join(sorted(answer))}), "
+            f"POST {path} returned no token (fields present: {', '.join(sorted(response))}), "
             "expected a non-empty string in 'token'"
         )
-    endpoint = answer.get("opentsdbEndpoint")
+    endpoint = response.get("opentsdbEndpoint")
     if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
         raise OvhResponseError(
             f"POST {path} returned opentsdbEndpoint {endpoint!r}, expected an http(s) URL; "
             "set VSCOPE_OPENTSDB_URL to give the endpoint directly"
         )
-    warp = answer.get("warpEndpoint")
+    warp = response.get("warpEndpoint")
     return MetricsToken(
         token=Secret(token),
         opentsdb_endpoint=endpoint.rstrip("/"),
@@ -157,27 +158,27 @@ def _parse_token(path: str, route: str, answer: object) -> MetricsToken:
 
 def _get_ids(client: ovh.Client, path: str, **query: str) -> list[int]:
     try:
-        answer = client.get(path, **query)
+        response = client.get(path, **query)
     except ovh.APIError as error:
         raise request_failed("GET", path, error) from error
-    if not isinstance(answer, list) or not all(
-        isinstance(item, int) and not isinstance(item, bool) for item in answer
+    if not isinstance(response, list) or not all(
+        isinstance(item, int) and not isinstance(item, bool) for item in response
     ):
-        raise OvhResponseError(f"GET {path} returned {answer!r:.80}, expected an array of ids")
-    return sorted(set(answer))
+        raise OvhResponseError(f"GET {path} returned {response!r:.80}, expected an array of ids")
+    return sorted(set(response))
 
 
 def _get_user(client: ovh.Client, path: str) -> Mapping[str, Any] | None:
     try:
-        answer = client.get(path)
+        response = client.get(path)
     except ovh.ResourceNotFoundError:
         # Listed a moment ago and deleted since.
         return None
     except ovh.APIError as error:
         raise request_failed("GET", path, error) from error
-    if not isinstance(answer, Mapping):
-        raise OvhResponseError(f"GET {path} returned {answer!r:.80}, expected a user object")
-    return answer
+    if not isinstance(response, Mapping):
+        raise OvhResponseError(f"GET {path} returned {response!r:.80}, expected a user object")
+    return response
 
 
 def _user_names(client: ovh.Client, users_path: str) -> list[str]:
@@ -187,8 +188,3 @@ def _user_names(client: ovh.Client, users_path: str) -> list[str]:
         if user is not None and isinstance(user.get("name"), str):
             names.append(user["name"])
     return sorted(names)
-
-
-def _first_line(error: Exception) -> str:
-    # python-ovh appends "\nOVH-Query-ID: ..." to the server's message.
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
