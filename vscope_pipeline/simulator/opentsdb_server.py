@@ -1,0 +1,238 @@
+"""The simulated OpenTSDB `/api/query` endpoint, as OVHcloud's metrics proxy serves it.
+
+Query semantics are OpenTSDB 2.4's (see the tsdb_* modules). The HTTP surface is that of
+OVHcloud's proxy (ovh/erlenmeyer) in front of it:
+
+- every endpoint needs HTTP Basic auth whose password is a metrics token; the user part is
+  ignored. Otherwise the response is 401 with the plain-text body "Not authorized";
+- `POST /api/query` runs queries, `GET /api/query` is 501 "Please use the POST version of
+  queries", `DELETE` is refused as OpenTSDB refuses it by default (the simulator is
+  read-only) and other verbs get 405 with `Allow: POST, DELETE`;
+- `GET /api/aggregators` lists the aggregator names and `GET /api/version` the version.
+
+Answers are gzip-compressed when the client accepts gzip. The `arrays` query-string flag
+switches `dps` to `[ts, value]` pairs. `Faults` injects forced responses, delays and a
+data-point limit, and `counters` records the responses sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import logging
+import time
+from collections.abc import Callable, Collection
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from vscope_pipeline.simulator.http import LoopbackHTTPServer, QuietHandler
+from vscope_pipeline.simulator.series import SeriesSource
+from vscope_pipeline.simulator.tsdb_aggregate import AGGREGATORS
+from vscope_pipeline.simulator.tsdb_encode import encode_response
+from vscope_pipeline.simulator.tsdb_engine import NameIndex, run_query
+from vscope_pipeline.simulator.tsdb_errors import TsdbHttpError
+from vscope_pipeline.simulator.tsdb_faults import Faults, ForcedResponse, RequestCounters
+from vscope_pipeline.simulator.tsdb_query import parse_query_body, plan_query
+
+log = logging.getLogger(__name__)
+
+# The OpenTSDB release whose query behaviour the simulator follows.
+SIMULATED_VERSION = "2.4.1"
+
+_TEXT = "text/plain; charset=utf-8"
+# Go's http.Error, which OVHcloud's proxy uses for its own errors, adds this header.
+_TEXT_HEADERS = {"X-Content-Type-Options": "nosniff"}
+_DELETE_DISABLED = TsdbHttpError(
+    400, "Bad request", "Deleting data is not enabled (tsd.http.query.allow_delete=false)"
+)
+# Level 6 is zlib's default, a fair trade of speed for size on multi-megabyte responses.
+_GZIP_LEVEL = 6
+
+
+class OpenTsdbServer(LoopbackHTTPServer):
+    """The OpenTSDB HTTP server with its data source, tokens, clock, faults and counters."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        source: SeriesSource,
+        tokens: Collection[str],
+        clock: Callable[[], float],
+        faults: Faults,
+    ) -> None:
+        super().__init__(host, port, _OpenTsdbHandler)
+        self.source = source
+        self.tokens = frozenset(tokens)
+        self.clock = clock
+        self.faults = faults
+        self.counters = RequestCounters()
+        self.names = NameIndex(source)
+
+
+def make_opentsdb_server(
+    source: SeriesSource,
+    tokens: Collection[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    clock: Callable[[], float] = time.time,
+    faults: Faults | None = None,
+) -> OpenTsdbServer:
+    """Create (but do not start) an OpenTSDB server on a loopback address.
+
+    `tokens` are the accepted metrics tokens (Basic auth passwords). `clock` returns epoch
+    seconds and resolves `now`, `1h-ago` and a missing `end`. Port 0 picks a free port.
+    """
+    if not tokens:
+        raise ValueError(
+            "make_opentsdb_server got no tokens: pass at least one metrics token, "
+            "or every request would be refused with 401"
+        )
+    return OpenTsdbServer(
+        host, port, source=source, tokens=tokens, clock=clock, faults=faults or Faults()
+    )
+
+
+class _OpenTsdbHandler(QuietHandler):
+    server: OpenTsdbServer
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def do_OPTIONS(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        # Read the body first, so that the connection stays usable whatever the response.
+        body = self.read_body()
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/")
+        if path == "/api/query":
+            self._handle_query(body, parse_qs(url.query, keep_blank_values=True))
+        elif not self._authorized():
+            self._send_text(401, "Not authorized")
+        elif path == "/api/aggregators":
+            self._send(200, orjson.dumps(sorted(AGGREGATORS)))
+        elif path == "/api/version":
+            self._send(200, orjson.dumps({"version": SIMULATED_VERSION}))
+        else:
+            self._send_error(TsdbHttpError(404, "Endpoint not found"))
+
+    def _handle_query(self, body: bytes, params: dict[str, list[str]]) -> None:
+        faults = self.server.faults
+        if faults.delay_s > 0:
+            time.sleep(faults.delay_s)
+        forced = faults.next_forced()
+        if forced is not None:
+            self._send_forced(forced)
+            return
+
+        if not self._authorized():
+            self._send_text(401, "Not authorized")
+        elif self.command == "GET":
+            self._send_text(501, "Please use the POST version of queries")
+        elif self.command == "DELETE":
+            self._send_error(_DELETE_DISABLED)
+        elif self.command != "POST":
+            self._send_text(
+                405, f"Method '{self.command}' is not allowed", {"Allow": "POST, DELETE"}
+            )
+        else:
+            self._run_query(body, arrays="arrays" in params)
+
+    def _run_query(self, body: bytes, *, arrays: bool) -> None:
+        try:
+            request = parse_query_body(body)
+            if request.delete:
+                raise _DELETE_DISABLED
+            now_ms = int(self.server.clock() * 1000)
+            query = plan_query(request, now_ms)
+            results = run_query(
+                query, self.server.source, self.server.names, self.server.faults.max_data_points
+            )
+            payload, points = encode_response(
+                results,
+                ms_resolution=query.ms_resolution,
+                show_query=query.show_query,
+                arrays=arrays,
+            )
+        except TsdbHttpError as error:
+            log.info("query rejected with %d: %s", error.status, error.message)
+            self._send_error(error)
+            return
+        except Exception:
+            # The request boundary: any other failure is a simulator bug. It gets the response
+            # OpenTSDB gives an unexpected exception, rather than a dropped connection.
+            log.exception("query failed with an unexpected error")
+            self._send_error(TsdbHttpError(500, "An unknown exception occurred"))
+            return
+        log.debug("query returned %d objects with %d points", len(results), points)
+        self._send(200, payload, points=points)
+
+    def _authorized(self) -> bool:
+        # Like OVHcloud's proxy: take the part after the first space whatever the scheme,
+        # and the password after the first colon.
+        _, _, encoded = self.headers.get("Authorization", "").partition(" ")
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        _, colon, password = decoded.partition(":")
+        return bool(colon) and password in self.server.tokens
+
+    def _accepts_gzip(self) -> bool:
+        for coding in self.headers.get("Accept-Encoding", "").split(","):
+            name, _, parameters = coding.strip().partition(";")
+            if name.strip().lower() == "gzip":
+                quality = parameters.strip().removeprefix("q=").strip()
+                return quality not in ("0", "0.0", "0.00", "0.000")
+        return False
+
+    def _send_forced(self, forced: ForcedResponse) -> None:
+        self._send(forced.status, forced.body, forced.content_type, dict(forced.headers))
+
+    def _send_text(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+        # Go's http.Error ends the message with a newline.
+        self._send(status, (text + "\n").encode(), _TEXT, {**_TEXT_HEADERS, **(headers or {})})
+
+    def _send_error(self, error: TsdbHttpError) -> None:
+        self._send(error.status, error.body())
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json; charset=UTF-8",
+        headers: dict[str, str] | None = None,
+        points: int = 0,
+    ) -> None:
+        headers = dict(headers or {})
+        if body and self._accepts_gzip():
+            body = gzip.compress(body, compresslevel=_GZIP_LEVEL, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        self.server.counters.record(status, points)
+        try:
+            self.send_body(status, body, content_type, headers)
+        except (BrokenPipeError, ConnectionResetError):
+            # Clients that time out (retry tests, impatient callers) close the socket first.
+            log.info("client %s left before its %d response", self.client_address, status)
+            self.close_connection = True
