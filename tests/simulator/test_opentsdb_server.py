@@ -1,4 +1,4 @@
-"""The OpenTSDB server over HTTP on 127.0.0.1: auth, verbs, gzip, answers, faults, counters."""
+"""The OpenTSDB server over HTTP on 127.0.0.1: auth, verbs, gzip, responses, faults, counters."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""JSON encoding of answers: Java double text, dps objects and arrays, NaN and null."""
+"""JSON encoding of responses: Java double text, dps objects and arrays, NaN and null."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The query engine over an in-memory SeriesSource: answers decoded from the encoded JSON."""
+"""The query engine over an in-memory SeriesSource: responses decoded from the encoded JSON."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ CPU = "vscope.host.cpu.usage.perc"
 NET = "vscope.host.net.rx"
 
 
-def answer(
+def run_and_decode(
     source: MemorySeriesSource, document: dict[str, object], max_data_points: int = 0
 ) -> list[dict[str, object]]:
     query = plan_query(parse_query_body(orjson.dumps(document)), T0_MS + 86_400_000)
@@ -48,7 +48,7 @@ def test_documented_30s_sum() -> None:
         "end": T0_S + 60,
         "queries": [{"metric": CPU, "aggregator": "sum", "downsample": "30s-sum"}],
     }
-    (result,) = answer(docs_source(), document)
+    (result,) = run_and_decode(docs_source(), document)
     assert result["dps"] == dps((0, 55.0), (30, 65.0), (60, 6.0))
     assert result["tags"] == {}
     assert result["aggregateTags"] == ["host"]
@@ -65,7 +65,7 @@ def test_documented_10s_sum_nan() -> None:
         "end": T0_S + 60,
         "queries": [{"metric": CPU, "aggregator": "sum", "downsample": "10s-sum-nan"}],
     }
-    (result,) = answer(source, document)
+    (result,) = run_and_decode(source, document)
     assert result["dps"] == dps(
         (0, 10.0), (10, "NaN"), (20, 20.0), (30, 15.0), (40, "NaN"), (50, 5.0), (60, 20.0)
     )
@@ -78,7 +78,7 @@ def test_null_fill_writes_json_null() -> None:
         "end": T0_S + 20,
         "queries": [{"metric": CPU, "aggregator": "sum", "downsample": "10s-sum-null"}],
     }
-    (result,) = answer(source, document)
+    (result,) = run_and_decode(source, document)
     assert result["dps"] == dps((0, 1.0), (10, None), (20, 2.0))
 
 
@@ -93,7 +93,7 @@ def test_zero_fill_lowers_the_average() -> None:
         "end": T0_S + 10,
         "queries": [{"metric": CPU, "aggregator": "avg", "downsample": "10s-avg-zero"}],
     }
-    (result,) = answer(source, document)
+    (result,) = run_and_decode(source, document)
     assert result["dps"] == dps((0, 3.0), (10, 2.0))
 
 
@@ -114,7 +114,7 @@ def query_for(*queries: dict[str, object], **extra: object) -> dict[str, object]
 
 def test_group_by_host_splits_tags_and_aggregate_tags() -> None:
     document = query_for({"metric": NET, "aggregator": "sum", "tags": {"host": "*"}})
-    results = answer(fleet(), document)
+    results = run_and_decode(fleet(), document)
     assert [result["tags"] for result in results] == [
         {"datacenter": "dc1", "host": "h1"},
         {"datacenter": "dc1", "host": "h2", "nicname": "eth0"},
@@ -131,13 +131,13 @@ def test_group_by_host_splits_tags_and_aggregate_tags() -> None:
 
 def test_literal_or_values_each_form_a_group() -> None:
     document = query_for({"metric": NET, "aggregator": "max", "tags": {"host": "h1|h3"}})
-    results = answer(fleet(), document)
+    results = run_and_decode(fleet(), document)
     assert [result["tags"]["host"] for result in results] == ["h1", "h3"]
 
 
 def test_non_group_by_filter_folds_into_one_group() -> None:
     filters = [{"type": "literal_or", "tagk": "datacenter", "filter": "dc1", "groupBy": False}]
-    (result,) = answer(
+    (result,) = run_and_decode(
         fleet(), query_for({"metric": NET, "aggregator": "count", "filters": filters})
     )
     assert result["tags"] == {"datacenter": "dc1"}
@@ -146,7 +146,7 @@ def test_non_group_by_filter_folds_into_one_group() -> None:
 
 
 def test_none_aggregator_returns_every_series() -> None:
-    results = answer(fleet(), query_for({"metric": NET, "aggregator": "none"}))
+    results = run_and_decode(fleet(), query_for({"metric": NET, "aggregator": "none"}))
     assert len(results) == 4
     assert results[0]["tags"] == {"datacenter": "dc1", "host": "h1", "nicname": "eth0"}
     assert all(result["aggregateTags"] == [] for result in results)
@@ -157,7 +157,7 @@ def test_sub_queries_keep_their_index() -> None:
         {"metric": CPU, "aggregator": "sum"},
         {"metric": NET, "aggregator": "sum", "tags": {"datacenter": "dc2"}},
     )
-    results = answer(fleet(), document)
+    results = run_and_decode(fleet(), document)
     assert [(result["metric"], result["query"]) for result in results] == [
         (CPU, {"index": 0}),
         (NET, {"index": 1}),
@@ -166,9 +166,8 @@ def test_sub_queries_keep_their_index() -> None:
 
 def test_no_match_gives_empty_answer() -> None:
     filters = [{"type": "iliteral_or", "tagk": "host", "filter": "nowhere", "groupBy": True}]
-    assert (
-        answer(fleet(), query_for({"metric": NET, "aggregator": "sum", "filters": filters})) == []
-    )
+    document = query_for({"metric": NET, "aggregator": "sum", "filters": filters})
+    assert run_and_decode(fleet(), document) == []
 
 
 @pytest.mark.parametrize(
@@ -195,7 +194,7 @@ def test_no_match_gives_empty_answer() -> None:
 )
 def test_unknown_names_fail_with_400(sub_query: dict[str, object], message: str) -> None:
     with pytest.raises(TsdbHttpError) as caught:
-        answer(fleet(), query_for({"metric": CPU, "aggregator": "sum"}, sub_query))
+        run_and_decode(fleet(), query_for({"metric": CPU, "aggregator": "sum"}, sub_query))
     assert caught.value.status == 400
     assert caught.value.message == message
     assert caught.value.details == message
@@ -204,14 +203,14 @@ def test_unknown_names_fail_with_400(sub_query: dict[str, object], message: str)
 def test_tag_value_of_another_key_resolves() -> None:
     # "dc2" exists as a datacenter value, so it resolves for `host`, and matches nothing.
     document = query_for({"metric": NET, "aggregator": "sum", "tags": {"host": "dc2"}})
-    assert answer(fleet(), document) == []
+    assert run_and_decode(fleet(), document) == []
 
 
 def test_data_point_limit_fails_with_413() -> None:
     document = query_for({"metric": NET, "aggregator": "sum"})
-    assert len(answer(fleet(), document, max_data_points=8)) == 1
+    assert len(run_and_decode(fleet(), document, max_data_points=8)) == 1
     with pytest.raises(TsdbHttpError) as caught:
-        answer(fleet(), document, max_data_points=7)
+        run_and_decode(fleet(), document, max_data_points=7)
     assert caught.value.status == 413
     assert caught.value.message == (
         "Sorry, you have attempted to fetch more than our limit of 7 data points. "
@@ -231,7 +230,7 @@ def test_points_outside_range_feed_interpolation_only() -> None:
         "end": T0_S + 250,
         "queries": [{"metric": CPU, "aggregator": "sum"}],
     }
-    (result,) = answer(source, document)
+    (result,) = run_and_decode(source, document)
     assert result["dps"] == dps((200, 25.0))
 
 
@@ -242,7 +241,7 @@ def test_series_only_in_scan_padding_has_empty_dps() -> None:
         "end": T0_S + 900,
         "queries": [{"metric": CPU, "aggregator": "sum"}],
     }
-    (result,) = answer(source, document)
+    (result,) = run_and_decode(source, document)
     assert result["dps"] == {}
     assert result["tags"] == {"host": "a"}
 
@@ -256,7 +255,7 @@ def test_range_is_inclusive_at_both_ends() -> None:
         "end": T0_S + 20,
         "queries": [{"metric": CPU, "aggregator": "sum"}],
     }
-    (result,) = answer(source, document)
+    (result,) = run_and_decode(source, document)
     assert result["dps"] == dps((10, 2.0), (20, 3.0))
 
 
@@ -269,7 +268,7 @@ def test_rate_after_downsampling() -> None:
         "end": T0_S + 120,
         "queries": [{"metric": CPU, "aggregator": "sum", "downsample": "1m-max", "rate": True}],
     }
-    (result,) = answer(source, document)
+    (result,) = run_and_decode(source, document)
     # Minute maxima 60, 180, 300: 2.0 per second each minute.
     assert result["dps"] == dps((60, 2.0), (120, 2.0))
 
@@ -282,5 +281,5 @@ def test_ms_resolution_keys() -> None:
         "msResolution": True,
         "queries": [{"metric": CPU, "aggregator": "sum"}],
     }
-    (result,) = answer(source, document)
+    (result,) = run_and_decode(source, document)
     assert result["dps"] == {str(T0_MS + 250): 1.0, str(T0_MS + 750): 2.0}

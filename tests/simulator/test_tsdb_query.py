@@ -1,4 +1,4 @@
-"""Parsing and validation of `/api/query` POST bodies, with OpenTSDB's error answers."""
+"""Parsing and validation of `/api/query` POST bodies, with OpenTSDB's error responses."""
 
 from __future__ import annotations
 

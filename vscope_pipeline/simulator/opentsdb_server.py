@@ -44,11 +44,15 @@ SIMULATED_VERSION = "2.4.1"
 _TEXT = "text/plain; charset=utf-8"
 # Go's http.Error, which OVHcloud's proxy uses for its own errors, adds this header.
 _TEXT_HEADERS = {"X-Content-Type-Options": "nosniff"}
-_DELETE_DISABLED = TsdbHttpError(
-    400, "Bad request", "Deleting data is not enabled (tsd.http.query.allow_delete=false)"
-)
 # Level 6 is zlib's default, a fair trade of speed for size on multi-megabyte responses.
 _GZIP_LEVEL = 6
+
+
+def _delete_disabled() -> TsdbHttpError:
+    """Return OpenTSDB's error for a delete while `tsd.http.query.allow_delete` is false."""
+    return TsdbHttpError(
+        400, "Bad request", "Deleting data is not enabled (tsd.http.query.allow_delete=false)"
+    )
 
 
 class OpenTsdbServer(LoopbackHTTPServer):
@@ -151,7 +155,7 @@ class _OpenTsdbHandler(QuietHandler):
         elif self.command == "GET":
             self._send_text(501, "Please use the POST version of queries")
         elif self.command == "DELETE":
-            self._send_error(_DELETE_DISABLED)
+            self._send_error(_delete_disabled())
         elif self.command != "POST":
             self._send_text(
                 405, f"Method '{self.command}' is not allowed", {"Allow": "POST, DELETE"}
@@ -163,7 +167,7 @@ class _OpenTsdbHandler(QuietHandler):
         try:
             request = parse_query_body(body)
             if request.delete:
-                raise _DELETE_DISABLED
+                raise _delete_disabled()
             now_ms = int(self.server.clock() * 1000)
             query = plan_query(request, now_ms)
             results = run_query(
