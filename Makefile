@@ -1,15 +1,18 @@
-# Every target sets up .venv from uv.lock first; only Python 3.11+ and make are needed.
+# Every target first sets up .venv from uv.lock, so a fresh clone needs only Python 3.11+ and make.
 PYTHON ?= python3
+# uv is installed into .tools (not .venv) so that `uv sync` can manage .venv exactly.
 UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 VENV := .venv
+BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: venv test lint demo dev bench clean
+.PHONY: venv test lint typecheck pytest demo dev bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
-	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --quiet
@@ -17,8 +20,27 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced
 
-test: venv
-	$(VENV)/bin/pytest
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+lint: venv
+	$(BIN)/ruff check vscope_pipeline tests
+	$(BIN)/ruff format --check vscope_pipeline tests
+
+typecheck: venv
+	$(BIN)/mypy vscope_pipeline
+
+pytest: venv
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+demo: venv $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/vscope-pipeline demo
+
+dev: venv $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/vscope-pipeline dev
 
 clean:
-	rm -rf $(VENV) .tools .dagster_home
+	rm -rf $(VENV) .tools $(DAGSTER_HOME)

@@ -6,8 +6,10 @@ import argparse
 import datetime as dt
 import logging
 import signal
+import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack, suppress
 from pathlib import Path
@@ -66,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--opentsdb-port", type=int, default=4242, help="OpenTSDB port on 127.0.0.1"
     )
     simulate.add_argument("--vm-count", type=_positive, default=60, help="VMs in the fleet")
+
+    dev = commands.add_parser(
+        "dev", help="open the Dagster web UI (dagster dev) against the simulator"
+    )
+    dev.add_argument("--port", type=int, default=3000, help="web UI port on 127.0.0.1")
 
     demo = commands.add_parser(
         "demo", help="ingest the last 2 complete days from the simulator and print a summary"
@@ -176,11 +183,27 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from vscope_pipeline.ingest import ensure_dagster_home, environment
+    from vscope_pipeline.simulator.runner import running_simulator
+
+    ensure_dagster_home(DEFAULT_DAGSTER_HOME)
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)]
+    with running_simulator() as simulator, environment(simulator.environment()):
+        print(f"simulator: OVH APIv6 {simulator.ovh_endpoint}, OpenTSDB {simulator.opentsdb_url}")
+        print(f"Dagster UI: http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+        with suppress(KeyboardInterrupt):
+            return subprocess.run(command, check=False).returncode
+    return 0
+
+
 _COMMANDS = {
     "ingest": _cmd_ingest,
     "sql": _cmd_sql,
     "simulate": _cmd_simulate,
     "demo": _cmd_demo,
+    "dev": _cmd_dev,
 }
 
 
@@ -188,6 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Dagster's instance migrations log every step at INFO; they say nothing to a user.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # The beta and preview APIs in use (backfill policies, pools) are pinned by uv.lock.
+    warnings.filterwarnings("ignore", category=Warning, module="dagster")
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
     args = build_parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)

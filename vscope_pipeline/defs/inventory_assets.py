@@ -5,11 +5,12 @@ snapshot under the UTC day it was taken (`inventory/kind=<kind>/day=<day>/`). A 
 on the same day replaces the first, so re-runs never duplicate rows.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Dagster checks the `context` annotation
+# by identity, which a string annotation fails.
 import datetime as dt
 
 import dagster as dg
+from dagster import AssetExecutionContext
 
 from vscope_pipeline.defs.resources import OvhApiResource, VScopeSettingsResource
 from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_partition_dir
@@ -39,7 +40,7 @@ INVENTORY_KEYS = {kind: dg.AssetKey(["inventory", kind]) for kind in INVENTORY_K
     ],
 )
 def inventory_snapshot(
-    context: dg.AssetExecutionContext,
+    context: AssetExecutionContext,
     vscope_settings: VScopeSettingsResource,
     ovh_api: OvhApiResource,
 ):
@@ -48,8 +49,7 @@ def inventory_snapshot(
     day = snapshot_at.date()
     snapshot = ovh_api.snapshot_inventory(snapshot_at)
 
-    for kind in INVENTORY_KINDS:
-        table = snapshot.tables[kind]
+    for kind, table in snapshot.tables.items():
         folder = inventory_partition_dir(settings.data_dir, kind, day)
         written = write_partition(table, folder)
         skipped = snapshot.stats.skipped_not_found.get(kind, ())

@@ -5,9 +5,10 @@ range and replaces the matching `metrics/metric=<name>/day=<day>/` partitions. A
 several days (see the backfill policy), so a year of backfill is tens of runs, not hundreds.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Dagster checks the `context` annotation
+# by identity, which a string annotation fails.
 import dagster as dg
+from dagster import AssetExecutionContext
 
 from vscope_pipeline.catalog import ENTITY_KINDS, EntityKind, build_catalog, metrics_of_kind
 from vscope_pipeline.collect import MetricDayReport, collect_day
@@ -60,7 +61,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
         ),
     )
     def _metric_points(
-        context: dg.AssetExecutionContext,
+        context: AssetExecutionContext,
         vscope_settings: VScopeSettingsResource,
         opentsdb: OpenTSDBResource,
     ) -> dg.MaterializeResult:

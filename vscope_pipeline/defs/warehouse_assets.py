@@ -1,11 +1,12 @@
 """The DuckDB warehouse asset and its checks."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Dagster checks the `context` annotation
+# by identity, which a string annotation fails.
 import datetime as dt
 
 import dagster as dg
 import duckdb
+from dagster import AssetExecutionContext
 
 from vscope_pipeline.catalog import ENTITY_KINDS, build_catalog
 from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS
@@ -31,7 +32,7 @@ RECENT_DAYS_CHECKED = 3
     ),
 )
 def vscope_duckdb(
-    context: dg.AssetExecutionContext, vscope_settings: VScopeSettingsResource
+    context: AssetExecutionContext, vscope_settings: VScopeSettingsResource
 ) -> dg.MaterializeResult:
     settings = vscope_settings.settings
     summary = build_warehouse(settings.data_dir, build_catalog(settings.extra_metrics))
