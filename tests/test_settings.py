@@ -44,7 +44,7 @@ def test_every_problem_in_one_message():
     problems = caught.value.problems
     assert len(problems) == 9
     message = str(caught.value)
-    assert message.startswith("invalid configuration (9 problems):\n  - OVH_ENDPOINT 'ovh-mars'")
+    assert message.startswith("invalid configuration (9 problems):\n  - OVH_ENDPOINT: OVH endpoint")
     for name in (
         "OVH_APPLICATION_KEY is missing",
         "OVH_APPLICATION_SECRET is missing",
@@ -61,9 +61,16 @@ def test_every_problem_in_one_message():
 @pytest.mark.parametrize(
     ("endpoint", "expected"),
     [
-        ("ovh-mars", "OVH_ENDPOINT 'ovh-mars' is neither an endpoint name nor an http(s) URL"),
-        ("http://127.0.0.1:8000", "OVH_ENDPOINT 'http://127.0.0.1:8000' has no API version path"),
-        ("127.0.0.1:8000/1.0", "is neither an endpoint name nor an http(s) URL"),
+        (
+            "ovh-mars",
+            "OVH_ENDPOINT: OVH endpoint 'ovh-mars' is neither a python-ovh endpoint name nor a URL",
+        ),
+        (
+            "http://127.0.0.1:8000",
+            "OVH_ENDPOINT: OVH endpoint URL 'http://127.0.0.1:8000' has no API version path",
+        ),
+        ("127.0.0.1:8000/1.0", "is neither a python-ovh endpoint name nor a URL"),
+        ("http://u:p@127.0.0.1/1.0", "contains credentials"),
     ],
 )
 def test_invalid_endpoint(endpoint, expected):
@@ -121,7 +128,11 @@ def test_user_id_and_opentsdb_override():
 def test_credentials_in_opentsdb_url_rejected():
     with pytest.raises(SettingsError) as caught:
         load_settings(
-            {**KEYS, "VSCOPE_OPENTSDB_URL": "https://read:t@h.example", "VSCOPE_OPENTSDB_TOKEN": "t"}
+            {
+                **KEYS,
+                "VSCOPE_OPENTSDB_URL": "https://read:t@h.example",
+                "VSCOPE_OPENTSDB_TOKEN": "t",
+            }
         )
     assert "VSCOPE_OPENTSDB_URL contains credentials" in caught.value.problems[0]
     assert "read:t" not in str(caught.value)

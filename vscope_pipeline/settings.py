@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import ovh.client
 import ovh.config
 
 from vscope_pipeline.catalog import CatalogError, MetricSpec, parse_extra_metric
+from vscope_pipeline.ovh.client import EndpointError, resolve_endpoint
 from vscope_pipeline.secrets import Secret
 
 DEFAULT_ENDPOINT = "ovh-eu"
@@ -86,21 +86,11 @@ def _ovh_value(environ: Mapping[str, str], section: str, name: str) -> str | Non
 
 def validate_endpoint(endpoint: str) -> str | None:
     """Return a problem description, or None when `endpoint` is a known name or a base URL."""
-    if endpoint in ovh.client.ENDPOINTS:
-        return None
-    parts = urlsplit(endpoint)
-    if parts.scheme in ("http", "https") and parts.netloc:
-        if parts.path.rstrip("/") in ("", "/"):
-            return (
-                f"OVH_ENDPOINT {endpoint!r} has no API version path: "
-                f"use for example {endpoint.rstrip('/')}/1.0"
-            )
-        return None
-    names = ", ".join(sorted(ovh.client.ENDPOINTS))
-    return (
-        f"OVH_ENDPOINT {endpoint!r} is neither an endpoint name nor an http(s) URL: "
-        f"set it to one of {names}, or to a base URL such as http://127.0.0.1:8000/1.0"
-    )
+    try:
+        resolve_endpoint(endpoint)
+    except EndpointError as error:
+        return f"OVH_ENDPOINT: {error}"
+    return None
 
 
 def _load_ovh(environ: Mapping[str, str], problems: list[str]) -> OvhCredentials:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from vscope_pipeline.defs.metric_assets import DAILY_PARTITIONS
-
 INGEST_JOB_NAME = "vscope_ingest"
 
 ingest_job = dg.define_asset_job(
     INGEST_JOB_NAME,
     selection=dg.AssetSelection.groups("inventory", "metrics", "warehouse"),
-    partitions_def=DAILY_PARTITIONS,
     description="Snapshot the inventory, fetch the metrics of the selected days, rebuild DuckDB.",
 )
 

@@ -1,0 +1,163 @@
+"""The whole pipeline on the simulator: APIv6 inventory, OpenTSDB metrics, DuckDB warehouse."""
+
+import datetime as dt
+
+import duckdb
+import numpy as np
+import pytest
+
+from vscope_pipeline.catalog import BUILTIN_METRICS
+
+pytestmark = pytest.mark.integration
+
+DAY_MS = 86_400_000
+
+
+def _query(ingested, sql, params=()):
+    database = ingested.data_dir / "vscope.duckdb"
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+def _day_start_ms(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def _stored_series(ingested, metric, entity, nic=None):
+    rows = _query(
+        ingested,
+        """
+        SELECT epoch_ms(ts), value FROM metric_points
+        WHERE metric = ? AND entity = ? AND nic IS NOT DISTINCT FROM ? AND day = ?
+        ORDER BY ts
+        """,
+        (metric, entity, nic, ingested.day),
+    )
+    return np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows])
+
+
+def _generated_series(ingested, metric, **wanted):
+    series = ingested.simulator.series
+    matches = [
+        tags
+        for tags in series.series_tags(metric)
+        if all(tags.get(key) == value for key, value in wanted.items())
+    ]
+    assert len(matches) == 1, matches
+    start = _day_start_ms(ingested.day)
+    return series.points(metric, matches[0], start, start + DAY_MS - 1)
+
+
+def test_run_succeeds(ingested):
+    assert [outcome.success for outcome in ingested.outcomes] == [True]
+    assert ingested.outcomes[0].error is None
+
+
+def test_inventory_tables(ingested):
+    counts = {
+        table: _query(ingested, f"SELECT count(*) FROM {table}")[0][0]
+        for table in ("datacenters", "filers", "hosts", "vms")
+    }
+    # 60 VMs less the one deleted yesterday noon and the one listed but answering 404.
+    assert counts == {"datacenters": 2, "filers": 5, "hosts": 6, "vms": 58}
+    global_filers = _query(
+        ingested, "SELECT count(*) FROM filers WHERE datacenter_id IS NULL AND is_global"
+    )
+    assert global_filers == [(1,)]
+
+
+def test_every_metric_stored(ingested):
+    stored = _query(ingested, "SELECT DISTINCT metric FROM metric_points ORDER BY 1")
+    assert [name for (name,) in stored] == sorted(spec.name for spec in BUILTIN_METRICS)
+    assert _query(ingested, "SELECT count(*) FROM metric_catalog") == [(20,)]
+
+
+def test_vm_values_match_generator(ingested):
+    vm = ingested.simulator.fleet.vms[0]
+    metric = "vscope.vm.cpu.usage.perc"
+    expected_ts, expected_values = _generated_series(ingested, metric, vm=vm.mo_ref)
+    stored_ts, stored_values = _stored_series(ingested, metric, vm.mo_ref)
+    assert len(stored_ts) == len(expected_ts)
+    assert len(stored_ts) > 1000
+    np.testing.assert_array_equal(stored_ts, expected_ts)
+    np.testing.assert_array_equal(stored_values, expected_values)
+
+
+def test_host_nic_values_match_generator(ingested):
+    host = ingested.simulator.fleet.hosts[1]
+    metric = "vscope.host.net.tx"
+    expected_ts, expected_values = _generated_series(
+        ingested, metric, host=host.name, nicname="vmnic2"
+    )
+    stored_ts, stored_values = _stored_series(ingested, metric, host.name, "vmnic2")
+    np.testing.assert_array_equal(stored_ts, expected_ts)
+    np.testing.assert_array_equal(stored_values, expected_values)
+
+
+def test_filer_values_match_generator(ingested):
+    filer = next(f for f in ingested.simulator.fleet.filers if f.datacenter_id is not None)
+    label = ingested.simulator.fleet.datacenter(filer.datacenter_id).label
+    metric = "vscope.filer.datastore.diskspace.used"
+    expected_ts, expected_values = _generated_series(
+        ingested, metric, datastore=filer.name, datacenter=label
+    )
+    stored_ts, stored_values = _stored_series(ingested, metric, filer.name)
+    np.testing.assert_array_equal(stored_ts, expected_ts)
+    np.testing.assert_array_equal(stored_values, expected_values)
+
+
+def test_deleted_vm_stops_at_noon(ingested):
+    vm = ingested.simulator.fleet.deleted_vm
+    last = _query(
+        ingested,
+        "SELECT max(ts) FROM metric_points WHERE entity = ? AND metric = ?",
+        (vm.mo_ref, "vscope.vm.cpu.usage.perc"),
+    )[0][0]
+    noon = dt.datetime.combine(ingested.day, dt.time(12), tzinfo=dt.UTC)
+    assert last == noon - dt.timedelta(minutes=1)
+
+
+def test_points_stay_inside_the_day(ingested):
+    bounds = _query(ingested, "SELECT min(ts), max(ts), count(DISTINCT day) FROM metric_points")
+    first, last, days = bounds[0]
+    midnight = dt.datetime.combine(ingested.day, dt.time(), tzinfo=dt.UTC)
+    assert first >= midnight
+    assert last < midnight + dt.timedelta(days=1)
+    assert days == 1
+
+
+def test_rerun_same_day_keeps_counts(ingested):
+    sql = "SELECT metric, count(*) FROM metric_points GROUP BY metric ORDER BY metric"
+    before = _query(ingested, sql)
+    outcomes = ingested.ingest_again()
+    assert [outcome.success for outcome in outcomes] == [True]
+    assert _query(ingested, sql) == before
+    duplicates = _query(
+        ingested,
+        """
+        SELECT count(*) - count(DISTINCT (metric, service_name, datacenter, entity, nic, ts))
+        FROM metric_points
+        """,
+    )
+    assert duplicates == [(0,)]
+    files = sorted(p.name for p in (ingested.data_dir / "metrics").rglob("*") if p.is_file())
+    assert files == ["data.parquet"] * 20
+
+
+def test_secrets_not_stored(ingested):
+    credentials = ingested.simulator.credentials
+    secrets = [
+        credentials.metrics_token,
+        credentials.application_secret,
+        credentials.consumer_key,
+    ]
+    for path in ingested.data_dir.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in content, path
+    for outcome in ingested.outcomes:
+        for record in ingested.instance.all_logs(outcome.run_id):
+            text = str(record)
+            for secret in secrets:
+                assert secret not in text
