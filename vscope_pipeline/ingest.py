@@ -38,9 +38,16 @@ class RunOutcome:
 
 
 def _first_failure(result: dg.ExecuteInProcessResult) -> str | None:
+    """Return the first error of a failed run: a step's, or a resource's set-up."""
     for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data.error is not None:
-            return f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+        data = event.event_specific_data
+        error = getattr(data, "error", None)
+        if event.is_failure and error is not None:
+            # Dagster wraps errors raised while resources start; the cause is the user's error.
+            while error.cause is not None:
+                error = error.cause
+            where = event.step_key or "run"
+            return f"{where}: {error.message.strip()}"
     return None if result.success else "the run failed; see the Dagster run log"
 
 

@@ -38,5 +38,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IngestedDay]:
         for name, value in simulator.environment().items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("VSCOPE_DATA_DIR", str(data_dir))
+        # An undocumented metric the simulator serves, added through the catalogue setting.
+        monkeypatch.setenv("VSCOPE_EXTRA_METRICS", "vscope.vm.mem.tps:MB")
         outcomes = ingest_range(day, day, instance=instance, days_per_run=1)
         yield IngestedDay(simulator, day, data_dir, instance, outcomes, monkeypatch)

@@ -2,15 +2,19 @@
 
 import datetime as dt
 
+import dagster as dg
 import duckdb
 import numpy as np
 import pytest
 
 from vscope_pipeline.catalog import BUILTIN_METRICS
+from vscope_pipeline.ingest import ingest_range, last_complete_day
+from vscope_pipeline.simulator.runner import running_simulator
 
 pytestmark = pytest.mark.integration
 
 DAY_MS = 86_400_000
+EXTRA_METRIC = "vscope.vm.mem.tps"
 
 
 def _query(ingested, sql, params=()):
@@ -68,8 +72,16 @@ def test_inventory_tables(ingested):
 
 def test_every_metric_stored(ingested):
     stored = _query(ingested, "SELECT DISTINCT metric FROM metric_points ORDER BY 1")
-    assert [name for (name,) in stored] == sorted(spec.name for spec in BUILTIN_METRICS)
-    assert _query(ingested, "SELECT count(*) FROM metric_catalog") == [(20,)]
+    expected = sorted([*(spec.name for spec in BUILTIN_METRICS), EXTRA_METRIC])
+    assert [name for (name,) in stored] == expected
+    assert _query(
+        ingested, "SELECT count(*), count(*) FILTER (documented) FROM metric_catalog"
+    ) == [(21, 20)]
+    assert _query(
+        ingested,
+        "SELECT entity_kind, unit FROM metric_catalog WHERE metric = ?",
+        (EXTRA_METRIC,),
+    ) == [("vm", "MB")]
 
 
 def test_vm_values_match_generator(ingested):
@@ -141,7 +153,7 @@ def test_rerun_same_day_keeps_counts(ingested):
     )
     assert duplicates == [(0,)]
     files = sorted(p.name for p in (ingested.data_dir / "metrics").rglob("*") if p.is_file())
-    assert files == ["data.parquet"] * 20
+    assert files == ["data.parquet"] * 21
 
 
 def test_secrets_not_stored(ingested):
@@ -161,3 +173,24 @@ def test_secrets_not_stored(ingested):
             text = str(record)
             for secret in secrets:
                 assert secret not in text
+
+
+def test_bad_settings_fail_before_any_request(tmp_path, monkeypatch):
+    with running_simulator() as simulator, dg.DagsterInstance.ephemeral() as instance:
+        for name, value in simulator.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("OVH_CONSUMER_KEY")
+        monkeypatch.setenv("VSCOPE_USER_ID", "not-a-number")
+        monkeypatch.setenv("VSCOPE_DATA_DIR", str(tmp_path))
+        day = last_complete_day()
+        outcomes = ingest_range(day, day, instance=instance, days_per_run=1)
+
+        assert [outcome.success for outcome in outcomes] == [False]
+        error = outcomes[0].error
+        assert error is not None
+        assert "invalid configuration (2 problems)" in error
+        assert "OVH_CONSUMER_KEY is missing" in error
+        assert "VSCOPE_USER_ID 'not-a-number' is not a positive integer" in error
+        assert simulator.ovh_server.server.counters.count() == 0
+        assert simulator.opentsdb_server.server.counters.snapshot().requests == 0
+    assert list(tmp_path.iterdir()) == []
