@@ -28,7 +28,7 @@ from vscope_pipeline.opentsdb.errors import (
     OpenTSDBTimeout,
 )
 from vscope_pipeline.opentsdb.planning import build_query_body, day_window
-from vscope_pipeline.opentsdb.retry import RetryPolicy
+from vscope_pipeline.retry import RetryPolicy
 from vscope_pipeline.secrets import Secret
 from vscope_pipeline.simulator.http import LoopbackHTTPServer, QuietHandler, ServerThread
 

@@ -21,7 +21,7 @@ from vscope_pipeline.opentsdb.errors import (
     OpenTSDBTimeout,
 )
 from vscope_pipeline.opentsdb.planning import day_window
-from vscope_pipeline.opentsdb.retry import RetryPolicy
+from vscope_pipeline.retry import RetryPolicy
 from vscope_pipeline.secrets import Secret
 from vscope_pipeline.simulator.http import ServerThread
 from vscope_pipeline.simulator.opentsdb_server import OpenTsdbServer, make_opentsdb_server

@@ -36,7 +36,7 @@ from vscope_pipeline.opentsdb.errors import (
     server_message,
 )
 from vscope_pipeline.opentsdb.planning import build_query_body, day_window, describe_query
-from vscope_pipeline.opentsdb.retry import (
+from vscope_pipeline.retry import (
     RETRY_STATUSES,
     RetriesExhausted,
     RetryPolicy,

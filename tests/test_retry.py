@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vscope_pipeline.opentsdb.retry import (
+from vscope_pipeline.retry import (
     RetriesExhausted,
     RetryOutcome,
     RetryPolicy,
