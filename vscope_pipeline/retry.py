@@ -1,4 +1,4 @@
-"""Retry policy for OpenTSDB requests: bounded attempts, exponential backoff with jitter.
+"""Retry policy for HTTP calls: bounded attempts, exponential backoff with jitter.
 
 The policy is plain data and pure functions; `call_with_retries` takes the sleep and random
 functions as arguments, so tests check every delay without waiting.
