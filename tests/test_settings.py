@@ -4,7 +4,12 @@ from pathlib import Path
 import pytest
 
 from vscope_pipeline.secrets import Secret
-from vscope_pipeline.settings import SettingsError, load_settings, load_start_date
+from vscope_pipeline.settings import (
+    OpenTSDBTuning,
+    SettingsError,
+    load_settings,
+    load_start_date,
+)
 
 KEYS = {
     "OVH_APPLICATION_KEY": "ak",
@@ -168,3 +173,37 @@ def test_start_date():
 def test_data_dir_default_is_relative_to_cwd(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert load_settings(KEYS).data_dir == Path(tmp_path / "data").resolve()
+
+
+def test_opentsdb_tuning_defaults_and_values():
+    assert load_settings(KEYS).opentsdb_tuning == OpenTSDBTuning(4, 10.0, 120.0, None)
+    tuning = load_settings(
+        {
+            **KEYS,
+            "VSCOPE_OPENTSDB_MAX_CONCURRENCY": "8",
+            "VSCOPE_OPENTSDB_RATE_LIMIT": "2.5",
+            "VSCOPE_OPENTSDB_TIMEOUT": "30",
+            "VSCOPE_OPENTSDB_DOWNSAMPLE": "5m-avg",
+        }
+    ).opentsdb_tuning
+    assert tuning == OpenTSDBTuning(8, 2.5, 30.0, "5m-avg")
+
+
+def test_opentsdb_tuning_errors():
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            {
+                **KEYS,
+                "VSCOPE_OPENTSDB_MAX_CONCURRENCY": "0",
+                "VSCOPE_OPENTSDB_RATE_LIMIT": "fast",
+                "VSCOPE_OPENTSDB_DOWNSAMPLE": "5 minutes",
+            }
+        )
+    assert caught.value.problems == [
+        "VSCOPE_OPENTSDB_DOWNSAMPLE '5 minutes' is not an OpenTSDB downsample spec: use "
+        "<n><unit>-<aggregator>[-<fill>] such as 5m-avg, or leave it unset for raw points",
+        "VSCOPE_OPENTSDB_MAX_CONCURRENCY '0' is invalid: expected an integer from 1 to 64 "
+        "(default 4)",
+        "VSCOPE_OPENTSDB_RATE_LIMIT 'fast' is invalid: expected a number from 0.1 to 1000 "
+        "(default 10)",
+    ]

@@ -54,6 +54,19 @@ class OvhCredentials:
 
 
 @dataclass(frozen=True)
+class OpenTSDBTuning:
+    """How hard the pipeline may press on the OpenTSDB endpoint."""
+
+    max_concurrency: int = 4
+    # Requests per second, for all threads of one run together.
+    rate_limit: float = 10.0
+    # Read timeout of one request, in seconds.
+    read_timeout: float = 120.0
+    # An OpenTSDB downsample spec such as `5m-avg`; None stores the raw points.
+    downsample: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     ovh: OvhCredentials
     service_names: tuple[str, ...] | None
@@ -63,6 +76,7 @@ class Settings:
     opentsdb_token: Secret | None
     data_dir: Path
     extra_metrics: tuple[MetricSpec, ...] = field(default=())
+    opentsdb_tuning: OpenTSDBTuning = field(default_factory=OpenTSDBTuning)
 
     @property
     def duckdb_path(self) -> Path:
@@ -222,6 +236,80 @@ def _load_extra_metrics(environ: Mapping[str, str], problems: list[str]) -> tupl
     return tuple(specs)
 
 
+_DOWNSAMPLE = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|n|y)-[a-z0-9]+(-(none|nan|null|zero))?$")
+
+
+def _number(
+    environ: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    low: float,
+    high: float,
+    integer: bool,
+    problems: list[str],
+) -> float:
+    text = _clean(environ, name)
+    if text is None:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        problems.append(
+            f"{name} {text!r} is invalid: expected {kind} from {low:g} to {high:g} "
+            f"(default {default:g})"
+        )
+        return default
+    return value
+
+
+def _load_opentsdb_tuning(environ: Mapping[str, str], problems: list[str]) -> OpenTSDBTuning:
+    defaults = OpenTSDBTuning()
+    downsample = _clean(environ, "VSCOPE_OPENTSDB_DOWNSAMPLE")
+    if downsample is not None and downsample.lower() in ("none", "raw"):
+        downsample = None
+    if downsample is not None and not _DOWNSAMPLE.match(downsample):
+        problems.append(
+            f"VSCOPE_OPENTSDB_DOWNSAMPLE {downsample!r} is not an OpenTSDB downsample spec: "
+            "use <n><unit>-<aggregator>[-<fill>] such as 5m-avg, or leave it unset for raw points"
+        )
+    return OpenTSDBTuning(
+        max_concurrency=int(
+            _number(
+                environ,
+                "VSCOPE_OPENTSDB_MAX_CONCURRENCY",
+                defaults.max_concurrency,
+                low=1,
+                high=64,
+                integer=True,
+                problems=problems,
+            )
+        ),
+        rate_limit=_number(
+            environ,
+            "VSCOPE_OPENTSDB_RATE_LIMIT",
+            defaults.rate_limit,
+            low=0.1,
+            high=1000,
+            integer=False,
+            problems=problems,
+        ),
+        read_timeout=_number(
+            environ,
+            "VSCOPE_OPENTSDB_TIMEOUT",
+            defaults.read_timeout,
+            low=1,
+            high=3600,
+            integer=False,
+            problems=problems,
+        ),
+        downsample=downsample,
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from `environ` (default: the process environment).
 
@@ -235,6 +323,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     opentsdb_url, opentsdb_token = _load_opentsdb(environ, problems)
     data_dir = _load_data_dir(environ, problems)
     extra_metrics = _load_extra_metrics(environ, problems)
+    opentsdb_tuning = _load_opentsdb_tuning(environ, problems)
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -246,6 +335,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         opentsdb_token=opentsdb_token,
         data_dir=data_dir,
         extra_metrics=extra_metrics,
+        opentsdb_tuning=opentsdb_tuning,
     )
 
 
