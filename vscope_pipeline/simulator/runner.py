@@ -52,6 +52,7 @@ def running_simulator(
     anchor_day: dt.date | None = None,
     vm_count: int = 60,
     seed: int = 7,
+    step_seconds: int = 60,
     ovh_port: int = 0,
     opentsdb_port: int = 0,
     credentials: SimulatorCredentials | None = None,
@@ -59,13 +60,13 @@ def running_simulator(
     """Run both simulated services until the block exits.
 
     `anchor_day` is the simulator's "today" (default: today in UTC); the fleet's scripted events,
-    such as the VM deleted at noon the day before, are placed relative to it. Port 0 picks a
-    free port.
+    such as the VM deleted at noon the day before, are placed relative to it. `step_seconds` is
+    the interval between two points of a series. Port 0 picks a free port.
     """
     anchor_day = anchor_day or dt.datetime.now(dt.UTC).date()
     credentials = credentials or SimulatorCredentials()
     fleet = build_fleet(anchor_day, seed=seed, vm_count=vm_count)
-    series = FleetSeries(fleet)
+    series = FleetSeries(fleet, step_seconds=step_seconds)
     with ExitStack() as stack:
         tsdb = stack.enter_context(
             ServerThread(
