@@ -3,7 +3,12 @@
 The database is rebuilt whole into a temporary file beside the target and then moved over it in
 one rename, so a reader that opens `vscope.duckdb` always finds a complete database, and a failed
 build leaves the previous one in place. Metric points stay in the Parquet lake: `metric_points`
-is a view over it, so a new day partition shows up without a rebuild.
+is a view over it, so a new day partition shows up without a rebuild (once the lake holds at
+least one metric partition; before that the view is a typed empty SELECT).
+
+NOTE: DuckDB shares one database instance among the connections that one process opens on the
+same path. While a connection to the old file stays open, `duckdb.connect()` in that same
+process returns the old database; connections from other processes see the new file.
 """
 
 from __future__ import annotations
@@ -35,11 +40,43 @@ WHERE false
 """
 
 
+class WarehouseBuildError(RuntimeError):
+    """A lake file that failed to load into the new database. The previous database is kept."""
+
+
 @dataclass(frozen=True)
 class WarehouseSummary:
+    """Result of `build_warehouse`: the published file, rows per object, snapshot day per kind."""
+
     path: Path
     row_counts: dict[str, int]
     inventory_days: dict[str, str | None]
+
+
+def _first_line(error: duckdb.Error) -> str:
+    # DuckDB appends the failing SQL and a caret line after its one-line message.
+    return str(error).strip().splitlines()[0]
+
+
+def _metric_read_error(data_dir: Path, error: duckdb.Error) -> WarehouseBuildError:
+    return WarehouseBuildError(
+        f"failed to read the metric partitions under {lake_metrics_root(data_dir)}: "
+        f"{_first_line(error)}. Re-materialize the metric partition that it names."
+    )
+
+
+def _count_rows(
+    con: duckdb.DuckDBPyConnection, data_dir: Path, tables: Sequence[str]
+) -> dict[str, int]:
+    counts = {}
+    for name in tables:
+        try:
+            row = con.execute(f"SELECT count(*) FROM {name}").fetchone()
+        except duckdb.Error as error:
+            # Creating the view reads the first file only, but counting its rows reads them all.
+            raise _metric_read_error(data_dir, error) from error
+        counts[name] = int(row[0]) if row else 0
+    return counts
 
 
 def _sql_string(text: str) -> str:
@@ -78,8 +115,14 @@ def catalog_table(catalog: Sequence[MetricSpec]) -> pa.Table:
     )
 
 
-def _create_objects(con: duckdb.DuckDBPyConnection, data_dir: Path, catalog: Sequence[MetricSpec]):
-    con.execute(f"CREATE VIEW metric_points AS {metric_points_sql(data_dir)}")
+def _create_objects(
+    con: duckdb.DuckDBPyConnection, data_dir: Path, catalog: Sequence[MetricSpec]
+) -> dict[str, str | None]:
+    """Create every object in `con` and return the snapshot day used per inventory kind."""
+    try:
+        con.execute(f"CREATE VIEW metric_points AS {metric_points_sql(data_dir)}")
+    except duckdb.Error as error:
+        raise _metric_read_error(data_dir, error) from error
 
     catalog_rows = catalog_table(catalog)
     con.register("catalog_rows", catalog_rows)
@@ -95,12 +138,24 @@ def _create_objects(con: duckdb.DuckDBPyConnection, data_dir: Path, catalog: Seq
             continue
         day, path = latest
         days[kind] = day
-        con.execute(f"CREATE TABLE {kind} AS SELECT * FROM read_parquet({_sql_string(str(path))})")
+        try:
+            con.execute(
+                f"CREATE TABLE {kind} AS SELECT * FROM read_parquet({_sql_string(str(path))})"
+            )
+        except duckdb.Error as error:
+            raise WarehouseBuildError(
+                f"failed to read the {kind} snapshot {path}: {_first_line(error)}. "
+                "Re-materialize the inventory assets to rewrite it."
+            ) from error
     return days
 
 
 def build_warehouse(data_dir: Path, catalog: Sequence[MetricSpec]) -> WarehouseSummary:
-    """Rebuild `<data_dir>/vscope.duckdb` from the lake and publish it in one rename."""
+    """Rebuild `<data_dir>/vscope.duckdb` from the lake and publish it in one rename.
+
+    Raises WarehouseBuildError when a lake file fails to load. The previous database then
+    stays in place and no temporary file is left behind.
+    """
     target = data_dir / "vscope.duckdb"
     data_dir.mkdir(parents=True, exist_ok=True)
     staging = data_dir / f".vscope.duckdb.{uuid.uuid4().hex}.tmp"
@@ -109,10 +164,7 @@ def build_warehouse(data_dir: Path, catalog: Sequence[MetricSpec]) -> WarehouseS
             days = _create_objects(con, data_dir, catalog)
             tables = ["metric_points", "metric_catalog"]
             tables += [kind for kind in INVENTORY_KINDS if days[kind] is not None]
-            counts = {
-                name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # type: ignore[index]
-                for name in tables
-            }
+            counts = _count_rows(con, data_dir, tables)
             con.execute("CHECKPOINT")
         os.replace(staging, target)
     finally:
