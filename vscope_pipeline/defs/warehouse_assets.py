@@ -3,6 +3,7 @@
 # No `from __future__ import annotations` here: Dagster checks the `context` annotation
 # by identity, which a string annotation fails.
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -46,14 +47,12 @@ def vscope_duckdb(
     )
 
 
-@dg.asset_check(
-    asset=WAREHOUSE_KEY,
-    description="No two rows of metric_points share metric, series and timestamp "
-    f"over the last {RECENT_DAYS_CHECKED} days stored.",
-)
-def metric_points_unique(vscope_settings: VScopeSettingsResource) -> dg.AssetCheckResult:
-    path = vscope_settings.settings.duckdb_path
-    with duckdb.connect(str(path), read_only=True) as con:
+def count_duplicate_rows(database: Path, days: int = RECENT_DAYS_CHECKED) -> int:
+    """Count the rows of `metric_points` that repeat the key of another row.
+
+    Only the last `days` days stored are read. A key present 3 times counts 2.
+    """
+    with duckdb.connect(str(database), read_only=True) as con:
         row = con.execute(
             """
             WITH recent AS (
@@ -63,9 +62,18 @@ def metric_points_unique(vscope_settings: VScopeSettingsResource) -> dg.AssetChe
             SELECT count(*) - count(DISTINCT (metric, service_name, datacenter, entity, nic, ts))
             FROM recent
             """,
-            [RECENT_DAYS_CHECKED],
+            [days],
         ).fetchone()
-    duplicates = int(row[0]) if row else 0
+    return int(row[0]) if row else 0
+
+
+@dg.asset_check(
+    asset=WAREHOUSE_KEY,
+    description="No two rows of metric_points share metric, series and timestamp "
+    f"over the last {RECENT_DAYS_CHECKED} days stored.",
+)
+def metric_points_unique(vscope_settings: VScopeSettingsResource) -> dg.AssetCheckResult:
+    duplicates = count_duplicate_rows(vscope_settings.settings.duckdb_path)
     return dg.AssetCheckResult(
         passed=duplicates == 0,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -73,31 +81,45 @@ def metric_points_unique(vscope_settings: VScopeSettingsResource) -> dg.AssetChe
     )
 
 
-@dg.asset_check(
-    asset=WAREHOUSE_KEY,
-    description="Every inventory table holds rows and metric_points holds the last day.",
-)
-def warehouse_complete(vscope_settings: VScopeSettingsResource) -> dg.AssetCheckResult:
-    path = vscope_settings.settings.duckdb_path
-    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+def check_completeness(database: Path, last_complete_day: dt.date) -> dg.AssetCheckResult:
+    """Check that every inventory table has rows and that metrics reach `last_complete_day`."""
     counts: dict[str, int] = {}
-    with duckdb.connect(str(path), read_only=True) as con:
+    with duckdb.connect(str(database), read_only=True) as con:
         tables = {
             name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
         }
         for kind in INVENTORY_KEYS:
-            counts[kind] = (
-                con.execute(f"SELECT count(*) FROM {kind}").fetchone()[0] if kind in tables else 0  # type: ignore[index]
-            )
-        last_day = con.execute("SELECT max(day) FROM metric_points").fetchone()[0]  # type: ignore[index]
+            row = con.execute(f"SELECT count(*) FROM {kind}").fetchone() if kind in tables else None
+            counts[kind] = int(row[0]) if row else 0
+        row = con.execute("SELECT max(day) FROM metric_points").fetchone()
+    last_day: dt.date | None = row[0] if row else None
+
+    problems = []
     empty = [kind for kind, count in counts.items() if count == 0]
+    if empty:
+        problems.append(f"no rows in {', '.join(empty)}")
+    if last_day is None:
+        problems.append(f"no metric points, expected days up to {last_complete_day}")
+    elif last_day < last_complete_day:
+        problems.append(f"metric points end on {last_day}, expected {last_complete_day}")
     return dg.AssetCheckResult(
-        passed=not empty,
+        passed=not problems,
         severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(problems) or None,
         metadata={
             **{f"rows_{kind}": count for kind, count in counts.items()},
             "empty_tables": dg.MetadataValue.json(empty),
             "last_metric_day": str(last_day),
-            "last_metric_day_is_yesterday": last_day == yesterday,
+            "last_complete_day": str(last_complete_day),
         },
     )
+
+
+@dg.asset_check(
+    asset=WAREHOUSE_KEY,
+    description="Every inventory table has rows and metric_points reaches the last complete "
+    "UTC day (yesterday).",
+)
+def warehouse_complete(vscope_settings: VScopeSettingsResource) -> dg.AssetCheckResult:
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    return check_completeness(vscope_settings.settings.duckdb_path, yesterday)
