@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 
@@ -20,12 +21,20 @@ from vscope_pipeline.catalog import MetricSpec
 from vscope_pipeline.lake.layout import metric_partition_dir
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.writer import write_partition
-from vscope_pipeline.opentsdb.client import MetricDayResult, OpenTSDBClient
+from vscope_pipeline.opentsdb.client import MetricDayResult
 
 log = logging.getLogger(__name__)
 
 # Requests in flight at once against one OpenTSDB endpoint.
 DEFAULT_MAX_WORKERS = 4
+
+
+class MetricDayFetcher(Protocol):
+    """The part of `OpenTSDBClient` that `collect_day` calls, from several threads at once."""
+
+    def fetch_metric_day(
+        self, spec: MetricSpec, service_name: str, datacenter_label: str, day: dt.date
+    ) -> MetricDayResult: ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ def _submit(
     spec: MetricSpec,
     day: dt.date,
     targets: Sequence[DatacenterTarget],
-    client_for: Callable[[str], OpenTSDBClient],
+    client_for: Callable[[str], MetricDayFetcher],
     executor: ThreadPoolExecutor,
 ) -> list[Future[MetricDayResult]]:
     return [
@@ -113,7 +122,7 @@ def collect_day(
     catalog: Sequence[MetricSpec],
     day: dt.date,
     targets: Sequence[DatacenterTarget],
-    client_for: Callable[[str], OpenTSDBClient],
+    client_for: Callable[[str], MetricDayFetcher],
     data_dir: Path,
     *,
     max_workers: int = DEFAULT_MAX_WORKERS,
