@@ -21,6 +21,14 @@ from vscope_pipeline.simulator.fleet import Fleet, build_fleet
 from vscope_pipeline.simulator.http import ServerThread
 from vscope_pipeline.simulator.ovh_api import NO_ROUTE, OvhApiServer, make_ovh_api_server
 from vscope_pipeline.simulator.ovh_auth import sign
+from vscope_pipeline.simulator.ovh_faults import (
+    ApiFaults,
+    ForcedApiResponse,
+    gateway_error_page,
+    server_error,
+    slow_response,
+    too_many_requests,
+)
 
 ANCHOR = dt.date(2025, 3, 10)
 # 06:00 UTC on the anchor day: after the deleted VM left, at 12:00 the day before.
@@ -547,3 +555,184 @@ def test_counters(fleet: Fleet) -> None:
 def test_server_binds_loopback_only(fleet: Fleet) -> None:
     with pytest.raises(ValueError, match="not a loopback address"):
         make_ovh_api_server(fleet, CREDENTIALS, OPENTSDB_URL, host="0.0.0.0")
+
+
+# Fault injection
+
+QUERY_ID = "EU.ext-sim.000000000000000000000042"
+
+
+@pytest.fixture
+def faulty_api(fleet: Fleet) -> Iterator[OvhApiServer]:
+    """A server of its own for each fault test, so that no queued fault outlives the test."""
+    with running_api(fleet) as server:
+        yield server
+
+
+def test_forced_429_has_ovh_body_and_headers(faulty_api: OvhApiServer) -> None:
+    faulty_api.faults.force(too_many_requests(retry_after=7, query_id=QUERY_ID))
+    response = requests.get(f"{faulty_api.url}/1.0/dedicatedCloud", timeout=5)
+    assert response.status_code == 429
+    assert response.json() == {
+        "message": "Too many requests, retry later",
+        "httpCode": "429 Too Many Requests",
+        "errorCode": "TOO_MANY_REQUESTS",
+    }
+    assert response.headers["Retry-After"] == "7"
+    assert response.headers["X-Ovh-Queryid"] == QUERY_ID
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+
+
+def test_forced_error_reaches_python_ovh(faulty_api: OvhApiServer) -> None:
+    client = make_client(faulty_api)
+    faulty_api.faults.force(server_error(503, query_id=QUERY_ID, path="/dedicatedCloud"))
+    with pytest.raises(ovh.exceptions.APIError) as caught:
+        client.get("/dedicatedCloud")
+    assert type(caught.value) is ovh.exceptions.APIError
+    assert message(caught.value) == "The service is temporarily unavailable, retry later"
+    assert caught.value.query_id == QUERY_ID
+    assert caught.value.response.status_code == 503
+    assert client.get("/dedicatedCloud") == [SN]
+
+
+def test_forced_500_body(faulty_api: OvhApiServer) -> None:
+    faulty_api.faults.force(server_error(500))
+    response = requests.get(f"{faulty_api.url}/1.0/dedicatedCloud", timeout=5)
+    assert response.status_code == 500
+    assert response.json() == {
+        "message": "Internal server error",
+        "httpCode": "500 Internal Server Error",
+        "errorCode": "INTERNAL_SERVER_ERROR",
+    }
+
+
+def test_gateway_page_is_not_json(faulty_api: OvhApiServer) -> None:
+    client = make_client(faulty_api)
+    faulty_api.faults.force(gateway_error_page(504, path="/dedicatedCloud"))
+    with pytest.raises(ovh.exceptions.InvalidResponse):
+        client.get("/dedicatedCloud")
+    faulty_api.faults.force(gateway_error_page(504))
+    response = requests.get(f"{faulty_api.url}/1.0/dedicatedCloud", timeout=5)
+    assert response.status_code == 504
+    assert response.text == "<html><body><h1>504 Gateway Timeout</h1></body></html>\n"
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+
+
+def test_forced_responses_match_method_and_path(faulty_api: OvhApiServer) -> None:
+    client = make_client(faulty_api)
+    client.get("/dedicatedCloud")
+    faults = faulty_api.faults
+    faults.force(
+        server_error(502, path=f"/dedicatedCloud/{SN}"),
+        too_many_requests(method="POST"),
+        server_error(503, path="/dedicatedCloud"),
+    )
+    with pytest.raises(ovh.exceptions.APIError) as first:
+        client.get("/dedicatedCloud")
+    assert first.value.response.status_code == 503
+    with pytest.raises(ovh.exceptions.APIError) as second:
+        client.post(f"/dedicatedCloud/{SN}/user/2101/metricsToken")
+    assert second.value.response.status_code == 429
+    assert faults.pending() == 1
+    assert client.get(f"/dedicatedCloud/{SN}/datacenter") == [1201, 1202]
+    with pytest.raises(ovh.exceptions.APIError) as third:
+        client.get(f"/dedicatedCloud/{SN}")
+    assert third.value.response.status_code == 502
+    assert faults.pending() == 0
+    assert faults.taken() == 3
+
+
+def test_forced_responses_counted_by_route(faulty_api: OvhApiServer) -> None:
+    faulty_api.faults.force(server_error(503), server_error(503))
+    requests.get(f"{faulty_api.url}/1.0/dedicatedCloud", timeout=5)
+    requests.get(f"{faulty_api.url}/1.0/nowhere", timeout=5)
+    assert faulty_api.counters.snapshot() == {
+        ("GET /dedicatedCloud", 503): 1,
+        (NO_ROUTE, 503): 1,
+    }
+
+
+def test_forced_response_precedes_authentication(faulty_api: OvhApiServer) -> None:
+    # An unsigned request gets the forced 429, as from a rate limiter in front of the API.
+    faulty_api.faults.force(too_many_requests())
+    response = requests.get(f"{faulty_api.url}/1.0/dedicatedCloud/{SN}", timeout=5)
+    assert response.status_code == 429
+    response = requests.get(f"{faulty_api.url}/1.0/dedicatedCloud/{SN}", timeout=5)
+    assert response.status_code == 403
+    assert response.json()["errorCode"] == "INVALID_KEY"
+
+
+def test_slow_response_delays_real_one(faulty_api: OvhApiServer) -> None:
+    faulty_api.faults.force(slow_response(0.3, path="/auth/time"))
+    started = time.monotonic()
+    response = requests.get(f"{faulty_api.url}/1.0/auth/time", timeout=5)
+    assert time.monotonic() - started >= 0.3
+    assert response.status_code == 200
+    assert response.json() == int(SERVER_NOW)
+
+
+def test_slow_response_outlasts_client_timeout(faulty_api: OvhApiServer) -> None:
+    faulty_api.faults.force(slow_response(0.6, path="/auth/time"))
+    with pytest.raises(requests.ReadTimeout):
+        requests.get(f"{faulty_api.url}/1.0/auth/time", timeout=(2.0, 0.2))
+    response = requests.get(f"{faulty_api.url}/1.0/auth/time", timeout=5)
+    assert response.json() == int(SERVER_NOW)
+
+
+def test_delay_applies_to_every_response(faulty_api: OvhApiServer) -> None:
+    faulty_api.faults.delay_s = 0.15
+    started = time.monotonic()
+    for _ in range(2):
+        assert requests.get(f"{faulty_api.url}/1.0/auth/time", timeout=5).status_code == 200
+    assert time.monotonic() - started >= 0.3
+    faulty_api.faults.clear()
+    assert faulty_api.faults.delay_s == 0.0
+
+
+def test_clear_drops_queued_faults(faulty_api: OvhApiServer) -> None:
+    faulty_api.faults.force(server_error(503), too_many_requests())
+    faulty_api.faults.clear()
+    assert faulty_api.faults.pending() == 0
+    assert requests.get(f"{faulty_api.url}/1.0/auth/time", timeout=5).status_code == 200
+
+
+def test_faults_passed_at_creation(fleet: Fleet) -> None:
+    faults = ApiFaults()
+    faults.force(server_error(502))
+    with running_api(fleet, faults=faults) as server:
+        assert server.faults is faults
+        response = requests.get(f"{server.url}/1.0/auth/time", timeout=5)
+    assert response.status_code == 502
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (
+            {"status": 999},
+            "forced status 999 is not an HTTP status: expected a code such as 429 or 503, or "
+            "None to only delay the real response",
+        ),
+        (
+            {"status": None},
+            "a forced response with status None only delays the real response: set delay_s to "
+            "a positive number of seconds",
+        ),
+        ({"status": 503, "delay_s": -1.0}, "delay_s -1.0 is invalid: expected seconds >= 0"),
+        (
+            {"status": 503, "path": "/dedicatedCloud/("},
+            "path '/dedicatedCloud/(' is not a valid regular expression: missing ), unterminated "
+            "subpattern at position 16",
+        ),
+    ],
+)
+def test_forced_response_validation(options: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValueError, match=r"^(forced|a forced|delay_s|path) ") as caught:
+        ForcedApiResponse(**options)
+    assert str(caught.value) == expected
+
+
+def test_server_error_needs_5xx() -> None:
+    with pytest.raises(ValueError, match="not a server error") as caught:
+        server_error(429)
+    assert str(caught.value) == "status 429 is not a server error: expected 500 to 599"

@@ -16,6 +16,9 @@ does for third-party tools: `GET …/vm/5001,5002?batch=,` returns a JSON array 
 `{"key", "value", "error"}` items in request order, with `value` null and `error` the 404
 message for a missing object. NOTE: OVH does not document batch mode; the item shape comes
 from code that uses it, and whether `key` is a string or a number there is not known.
+
+The server's `faults` (see `ovh_faults`) force error responses or delays on chosen requests,
+before the signature is checked, as a rate limiter or gateway in front of APIv6 would.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from vscope_pipeline.simulator.ovh_auth import (
     authenticate,
     authorize,
 )
+from vscope_pipeline.simulator.ovh_faults import ApiFaults, ForcedApiResponse
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +89,15 @@ class RequestCounters:
 
 
 class OvhApiServer(LoopbackHTTPServer):
-    """The HTTP server of the simulated APIv6. `counters` records what it has served."""
+    """The HTTP server of the simulated APIv6.
+
+    `counters` records what it has served; `faults` may be changed while it runs.
+    """
 
     def __init__(self, host: str, port: int, api: _Api) -> None:
         self.api = api
         self.counters = api.counters
+        self.faults = api.faults
         handler = type("OvhApiHandler", (_OvhApiHandler,), {"api": api})
         super().__init__(host, port, handler)
 
@@ -103,6 +111,7 @@ def make_ovh_api_server(
     port: int = 0,
     token_routes: Iterable[str] = TOKEN_ROUTES,
     clock: Callable[[], float] = time.time,
+    faults: ApiFaults | None = None,
 ) -> OvhApiServer:
     """Create (not start) the APIv6 server of `fleet`; run it with `ServerThread`.
 
@@ -110,6 +119,7 @@ def make_ovh_api_server(
     token routes that exist (`metricsToken`, `getVscopeMetricsToken`). The others return 404,
     as on accounts where OVH has removed them. `clock` returns epoch seconds: it sets
     `/auth/time`, the reference for signature timestamps, and when the deleted VM disappears.
+    `faults` are the faults to inject, by default none until some are queued.
     """
     unknown = sorted(set(token_routes) - set(TOKEN_ROUTES))
     if unknown:
@@ -117,7 +127,9 @@ def make_ovh_api_server(
             f"token_routes {unknown!r} are not token routes: expected a subset of "
             f"{list(TOKEN_ROUTES)!r}"
         )
-    api = _Api(fleet, credentials, opentsdb_url, frozenset(token_routes), clock)
+    api = _Api(
+        fleet, credentials, opentsdb_url, frozenset(token_routes), clock, faults or ApiFaults()
+    )
     return OvhApiServer(host, port, api)
 
 
@@ -171,11 +183,13 @@ class _Api:
         opentsdb_url: str,
         token_routes: frozenset[str],
         clock: Callable[[], float],
+        faults: ApiFaults,
     ) -> None:
         self.fleet = fleet
         self.credentials = credentials
         self.opentsdb_url = opentsdb_url
         self.clock = clock
+        self.faults = faults
         self.counters = RequestCounters()
         routes: list[tuple[str, str, Handler, bool]] = [
             ("GET", "/auth/time", self.auth_time, False),
@@ -355,11 +369,20 @@ class _OvhApiHandler(QuietHandler):
     def do_DELETE(self) -> None:
         self._serve("DELETE")
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError) as error:
+            # A client that timed out while a delay ran has closed its connection.
+            log.debug("client %s closed the connection: %s", self.address_string(), error)
+
     def _serve(self, method: str) -> None:
         body = self.read_body().decode("utf-8", errors="replace")
         url = urlsplit(self.path)
         api_path = _strip_prefix(url.path)
         matched = self.api.match(method, api_path) if api_path is not None else None
+        if self._inject_fault(method, api_path or url.path, matched):
+            return
         if api_path is None or matched is None:
             self._reply(NO_ROUTE, 404, ApiFailure(404, None, INVALID_URL_MESSAGE).body())
             return
@@ -380,6 +403,34 @@ class _OvhApiHandler(QuietHandler):
             self._reply(route.name, error.status, error.body())
         else:
             self._reply(route.name, 200, payload)
+
+    def _inject_fault(
+        self, method: str, api_path: str, matched: tuple[_Route, dict[str, str]] | None
+    ) -> bool:
+        """Apply the configured delays, and send a forced response if one applies.
+
+        Returns True when a forced response was sent instead of the real one.
+        """
+        faults = self.api.faults
+        if faults.delay_s > 0:
+            time.sleep(faults.delay_s)
+        forced = faults.take(method, api_path)
+        if forced is None:
+            return False
+        if forced.delay_s > 0:
+            time.sleep(forced.delay_s)
+        if forced.status is None:
+            return False
+        route_name = matched[0].name if matched is not None else NO_ROUTE
+        log.info("forced response %d to %s %s", forced.status, method, api_path)
+        self._send_forced(route_name, forced)
+        return True
+
+    def _send_forced(self, route_name: str, forced: ForcedApiResponse) -> None:
+        assert forced.status is not None
+        self.api.counters.record(route_name, forced.status)
+        headers = {"X-Ovh-Queryid": _query_id(), **forced.headers}
+        self.send_body(forced.status, forced.encoded_body(), forced.content_type, headers)
 
     def _check_signature(self, method: str, body: str, now: float) -> None:
         # python-ovh signs the URL it sent: rebuild it from the Host header and request line.
