@@ -3,9 +3,11 @@
 For each service the walk reads `/dedicatedCloud/{sn}`, its datacenters, then each datacenter's
 filer, host and VM lists and objects, and the service-wide ("global") filers of
 `/dedicatedCloud/{sn}/filer`. An object that is listed but returns 404 when fetched (a VM
-deleted in between) is skipped and counted. Any other API error stops the walk and names the
-failing URL. Objects come from batch GETs when the API supports them (see `batch.py`), else
-from one GET each.
+deleted in between) is skipped and counted. Transient failures (429, 5xx, timeouts) are
+retried by `RetryingClient`, which also applies the client-side rate limit. Any other API
+error, or a transient one that outlasts the retries, stops the walk and names the failing URL.
+Objects come from batch GETs when the API supports them (see `batch.py`), else from one GET
+each.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from vscope_pipeline.ovh.reader import (
     OvhRequestError,
     OvhResponseError,
 )
+from vscope_pipeline.ovh.retrying import OvhRetriesExhaustedError, RetryingClient
 from vscope_pipeline.ovh.schemas import (
     INVENTORY_KINDS,
     ApiObject,
@@ -54,7 +57,9 @@ class ServiceNotFoundError(LookupError):
 class InventoryStats:
     """Counters of one walk.
 
-    - `requests`: API calls of the walk, without python-ovh's one `/auth/time` call.
+    - `requests`: HTTP requests of the walk, retries included, without python-ovh's one
+      `/auth/time` call.
+    - `retries`: requests that repeated one that failed transiently (429, 5xx, timeout).
     - `objects`: rows per kind.
     - `skipped_not_found`: per kind, the objects that were listed but returned 404.
     - `unknown_fields`: per kind, the dropped undocumented fields and their counts.
@@ -62,6 +67,7 @@ class InventoryStats:
     """
 
     requests: int
+    retries: int
     objects: Mapping[InventoryKind, int]
     skipped_not_found: Mapping[InventoryKind, tuple[ObjectRef, ...]]
     unknown_fields: Mapping[InventoryKind, Mapping[str, int]]
@@ -89,7 +95,7 @@ class _Collected:
 
 
 def snapshot_inventory(
-    client: ovh.Client,
+    client: ovh.Client | RetryingClient,
     service_names: Sequence[str] | None,
     *,
     snapshot_at: dt.datetime,
@@ -98,10 +104,13 @@ def snapshot_inventory(
 ) -> InventorySnapshot:
     """Walk the inventory of `service_names` (None: every service the account can read).
 
+    A python-ovh `client` is wrapped with `retrying_client`, so it shares one rate limit with
+    every other call made for that client. Pass a RetryingClient to choose the policy and limit.
     `batch` is "auto" (detect batch GET support once per client and remember it), "always" or
     "never". `batch_size` is the number of ids per batch GET. Raises ServiceNotFoundError for a
-    service missing from `GET /dedicatedCloud`, and OvhRequestError or OvhResponseError, which
-    name the URL, for a failed call or an unexpected response.
+    service missing from `GET /dedicatedCloud`, and OvhRequestError (OvhRetriesExhaustedError
+    after the retries) or OvhResponseError, which name the URL, for a failed call or an
+    unexpected response.
     """
     reader = ApiReader(client)
     fetcher = ObjectFetcher(reader, mode=batch, batch_size=batch_size)
@@ -119,6 +128,7 @@ def snapshot_inventory(
 
     stats = InventoryStats(
         requests=reader.requests,
+        retries=reader.retries,
         objects=MappingProxyType({kind: tables[kind].num_rows for kind in INVENTORY_KINDS}),
         skipped_not_found=MappingProxyType(
             {kind: tuple(collected.skipped[kind]) for kind in INVENTORY_KINDS}
@@ -215,12 +225,14 @@ def _collect(
 def _log_summary(services: Sequence[str], stats: InventoryStats) -> None:
     counts = ", ".join(f"{stats.objects[kind]} {kind}" for kind in INVENTORY_KINDS)
     mode = {True: "batch GET", False: "one GET per object", None: "no object fetched"}
+    retried = f", {stats.retries} of them retries" if stats.retries else ""
     log.info(
-        "inventory of %d services (%s): %s in %d requests (%s)",
+        "inventory of %d services (%s): %s in %d requests%s (%s)",
         len(services),
         ", ".join(services),
         counts,
         stats.requests,
+        retried,
         mode[stats.batch],
     )
     for kind in INVENTORY_KINDS:
@@ -245,6 +257,8 @@ __all__ = [
     "ObjectRef",
     "OvhRequestError",
     "OvhResponseError",
+    "OvhRetriesExhaustedError",
+    "RetryingClient",
     "ServiceNotFoundError",
     "snapshot_inventory",
 ]

@@ -8,20 +8,15 @@ from typing import Any, TypeVar
 
 import ovh
 
+from vscope_pipeline.ovh.errors import (
+    OvhRequestError,
+    OvhResponseError,
+    error_text,
+    request_failed,
+)
+from vscope_pipeline.ovh.retrying import CallCounts, RetryingClient, retrying_client
+
 T = TypeVar("T", int, str)
-
-
-class OvhRequestError(RuntimeError):
-    """An APIv6 call that failed; the message names the method and the path."""
-
-    def __init__(self, message: str, *, method: str, path: str) -> None:
-        super().__init__(message)
-        self.method = method
-        self.path = path
-
-
-class OvhResponseError(ValueError):
-    """An APIv6 response whose JSON shape is not the documented one. The message names the path."""
 
 
 @dataclass(frozen=True)
@@ -52,35 +47,33 @@ class ObjectRef:
         return self.path
 
 
-def request_failed(method: str, path: str, error: ovh.APIError) -> OvhRequestError:
-    """Wrap a python-ovh error with the method and path, and the fix when the key lacks a rule."""
-    message = f"{method} {path} failed with {type(error).__name__}: {error_text(error)}"
-    if isinstance(error, ovh.NotGrantedCall):
-        message += f"; the consumer key must allow {method} on this path"
-    return OvhRequestError(message, method=method, path=path)
-
-
-def error_text(error: ovh.APIError) -> str:
-    """Return the API's message and query id on one line.
-
-    python-ovh 1.2.0's `str()` puts the query id on a second line after a space.
-    """
-    text = str(error.args[0]).strip() if error.args else type(error).__name__
-    query_id = getattr(error, "query_id", None)
-    return f"{text} (OVH query id {query_id})" if query_id else text
-
-
 class ApiReader:
-    """GET requests of one walk: counts them and checks the shape of list and object responses."""
+    """GET requests of one walk: counts them and checks the shape of list and object responses.
 
-    def __init__(self, client: ovh.Client) -> None:
-        self.client = client
-        self.requests = 0
+    Every request goes through a RetryingClient: a bare python-ovh client gets the one that
+    `retrying_client` shares for it. `client` is the python-ovh client.
+    """
+
+    def __init__(self, client: ovh.Client | RetryingClient) -> None:
+        self.api = retrying_client(client)
+        self.client = self.api.client
+        self.counts = CallCounts()
+
+    @property
+    def requests(self) -> int:
+        return self.counts.requests
+
+    @property
+    def retries(self) -> int:
+        return self.counts.retries
 
     def get_raw(self, target: str) -> Any:
-        """GET `target` (path and query) and return the decoded JSON; python-ovh errors pass."""
-        self.requests += 1
-        return self.client.get(target)
+        """GET `target` (path and query) and return the decoded JSON.
+
+        python-ovh errors of permanent failures pass unchanged. Raises OvhRetriesExhaustedError
+        when transient failures use up the attempts.
+        """
+        return self.api.get(target, counts=self.counts)
 
     def get(self, path: str) -> Any:
         try:
@@ -123,3 +116,13 @@ def _is_instance(value: object, item_type: type) -> bool:
 def _preview(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+__all__ = [
+    "ApiReader",
+    "ObjectRef",
+    "OvhRequestError",
+    "OvhResponseError",
+    "error_text",
+    "request_failed",
+]

@@ -4,6 +4,10 @@ OVHcloud's API schema documented the token call as
 `POST /dedicatedCloud/{serviceName}/user/{userId}/metricsToken` from 2020 to 2023; its 2019
 vScope guide named it `.../getVscopeMetricsToken`. Both are tried, in that order. The token is
 held in a `Secret` and never written to logs, exception messages or reprs.
+
+Every call goes through a RetryingClient (retries of 429, 5xx and timeouts, and the rate
+limit). The token POST is retried like a GET, because it returns the current token and
+changes nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 
 import ovh
 
-from vscope_pipeline.ovh.reader import OvhResponseError, error_text, request_failed
+from vscope_pipeline.ovh.errors import OvhResponseError, error_text, request_failed
+from vscope_pipeline.ovh.retrying import RetryingClient, retrying_client
 from vscope_pipeline.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -55,21 +60,22 @@ class MetricsToken:
     route: str
 
 
-def find_user_id(client: ovh.Client, service_name: str, login: str) -> int:
+def find_user_id(client: ovh.Client | RetryingClient, service_name: str, login: str) -> int:
     """Return the id of the user of `service_name` whose name (or login) is exactly `login`.
 
     `GET .../user?name=` is a "like" filter, so each returned user is read to find the exact
     match. Raises UserNotFoundError listing the service's user names when none matches.
     """
+    api = retrying_client(client)
     users_path = f"/dedicatedCloud/{service_name}/user"
-    candidates = _get_ids(client, users_path, name=login)
+    candidates = _get_ids(api, users_path, name=login)
     for user_id in candidates:
-        user = _get_user(client, f"{users_path}/{user_id}")
+        user = _get_user(api, f"{users_path}/{user_id}")
         if user is not None and login in (user.get("name"), user.get("login")):
             log.info("dedicatedCloud user %r of %s has id %d", login, service_name, user_id)
             return user_id
 
-    names = _user_names(client, users_path)
+    names = _user_names(api, users_path)
     if not names:
         choice = "the service has no users: create one, or set VSCOPE_USER_ID"
     else:
@@ -82,19 +88,23 @@ def find_user_id(client: ovh.Client, service_name: str, login: str) -> int:
     )
 
 
-def fetch_metrics_token(client: ovh.Client, service_name: str, user_id: int) -> MetricsToken:
+def fetch_metrics_token(
+    client: ovh.Client | RetryingClient, service_name: str, user_id: int
+) -> MetricsToken:
     """Ask APIv6 for the vScope metrics token of user `user_id` of `service_name`.
 
     Tries `POST .../metricsToken`, then `POST .../getVscopeMetricsToken` when the first returns
     404. Raises TokenUnavailableError when both return 404, TokenNotGrantedError when the
-    consumer key does not allow the call, and OvhRequestError for other API errors.
+    consumer key does not allow the call, and OvhRequestError for other API errors
+    (OvhRetriesExhaustedError when transient failures outlast the retries).
     """
+    api = retrying_client(client)
     user_path = f"/dedicatedCloud/{service_name}/user/{user_id}"
     not_found: list[str] = []
     for route in TOKEN_ROUTES:
         path = f"{user_path}/{route}"
         try:
-            response = client.post(path)
+            response = api.post(path, idempotent=True)
         except ovh.ResourceNotFoundError as error:
             log.info("POST %s returned 404: %s", path, error_text(error))
             message = str(error.args[0]).strip() if error.args else "no message"
@@ -156,9 +166,9 @@ def _parse_token(path: str, route: str, response: object) -> MetricsToken:
     )
 
 
-def _get_ids(client: ovh.Client, path: str, **query: str) -> list[int]:
+def _get_ids(api: RetryingClient, path: str, **query: str) -> list[int]:
     try:
-        response = client.get(path, **query)
+        response = api.get(path, query=query)
     except ovh.APIError as error:
         raise request_failed("GET", path, error) from error
     if not isinstance(response, list) or not all(
@@ -168,9 +178,9 @@ def _get_ids(client: ovh.Client, path: str, **query: str) -> list[int]:
     return sorted(set(response))
 
 
-def _get_user(client: ovh.Client, path: str) -> Mapping[str, Any] | None:
+def _get_user(api: RetryingClient, path: str) -> Mapping[str, Any] | None:
     try:
-        response = client.get(path)
+        response = api.get(path)
     except ovh.ResourceNotFoundError:
         # Listed a moment ago and deleted since.
         return None
@@ -181,10 +191,10 @@ def _get_user(client: ovh.Client, path: str) -> Mapping[str, Any] | None:
     return response
 
 
-def _user_names(client: ovh.Client, users_path: str) -> list[str]:
+def _user_names(api: RetryingClient, users_path: str) -> list[str]:
     names = []
-    for user_id in _get_ids(client, users_path):
-        user = _get_user(client, f"{users_path}/{user_id}")
+    for user_id in _get_ids(api, users_path):
+        user = _get_user(api, f"{users_path}/{user_id}")
         if user is not None and isinstance(user.get("name"), str):
             names.append(user["name"])
     return sorted(names)
