@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from vscope_pipeline.retry import (
+    RETRY_STATUSES,
     RetriesExhausted,
     RetryOutcome,
     RetryPolicy,
@@ -77,6 +78,10 @@ def test_delay_before_retry_cases(
         ({"max_attempts": 0}, "max_attempts 0 is invalid: expected 1 or more"),
         ({"jitter": 1.5}, "jitter 1.5 is invalid: expected a fraction in [0, 1]"),
         (
+            {"max_attempts_on_500": 0},
+            "max_attempts_on_500 0 is invalid: expected 1 or more",
+        ),
+        (
             {"base_delay": 5.0, "max_delay": 1.0},
             "base_delay 5.0 and max_delay 1.0 are invalid: expected 0 <= base_delay <= max_delay",
         ),
@@ -144,6 +149,46 @@ def test_retries_are_bounded() -> None:
     assert raised.value.last_failure is last
     assert raised.value.__cause__ is last
     assert str(raised.value) == "HTTP 503; gave up after 5 attempts"
+
+
+def test_failure_lowers_attempt_limit() -> None:
+    sleeps: list[float] = []
+    operation = _Script([TransientFailure("HTTP 500", max_attempts=2)] * 3)
+
+    with pytest.raises(RetriesExhausted) as raised:
+        call_with_retries(
+            operation, POLICY, description="query", sleep=sleeps.append, uniform=lambda: 0.0
+        )
+
+    assert operation.calls == 2
+    assert sleeps == [1.0]
+    assert raised.value.attempts == 2
+    assert str(raised.value) == "HTTP 500; gave up after 2 attempts"
+
+
+def test_failure_limit_counts_earlier_attempts() -> None:
+    sleeps: list[float] = []
+    failures = [TransientFailure("HTTP 503"), TransientFailure("HTTP 503")]
+    operation = _Script([*failures, TransientFailure("HTTP 500", max_attempts=3)])
+
+    with pytest.raises(RetriesExhausted) as raised:
+        call_with_retries(
+            operation, POLICY, description="query", sleep=sleeps.append, uniform=lambda: 0.0
+        )
+
+    assert operation.calls == 3
+    assert sleeps == [1.0, 2.0]
+    assert raised.value.reason == "gave up after 3 attempts"
+
+
+def test_failure_limit_above_policy_is_ignored() -> None:
+    assert POLICY.attempt_limit(None) == 5
+    assert POLICY.attempt_limit(3) == 3
+    assert POLICY.attempt_limit(9) == 5
+
+
+def test_retry_statuses() -> None:
+    assert sorted(RETRY_STATUSES) == [408, 424, 429, 500, 502, 503, 504]
 
 
 def test_retries_stop_on_long_retry_after() -> None:

@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# 429 Too Many Requests, and the statuses a gateway returns while the backend is overloaded,
-# restarting or slow. Other statuses would fail the same way again.
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Statuses whose failure may go away on a later attempt. 429 is Too Many Requests. OpenTSDB
+# returns 408 and 424 when a request timed out or its storage failed. OVH's OpenTSDB proxy
+# returns 500 for any backend failure, which callers retry fewer times (see
+# RetryPolicy.max_attempts_on_500). A gateway returns 502, 503 and 504 while the backend is
+# overloaded, restarting or slow. Other statuses would fail the same way again.
+RETRY_STATUSES = frozenset({408, 424, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,16 @@ class RetryPolicy:
     jitter: float = 0.5
     # A longer Retry-After ends the retries at once instead of stalling a run.
     max_retry_after: float = 120.0
+    # A 500 is often a server bug that repeats on every attempt, so it gets fewer attempts.
+    max_attempts_on_500: int = 3
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts {self.max_attempts} is invalid: expected 1 or more")
+        if self.max_attempts_on_500 < 1:
+            raise ValueError(
+                f"max_attempts_on_500 {self.max_attempts_on_500} is invalid: expected 1 or more"
+            )
         if not 0.0 <= self.jitter <= 1.0:
             raise ValueError(f"jitter {self.jitter} is invalid: expected a fraction in [0, 1]")
         if self.base_delay < 0 or self.max_delay < self.base_delay:
@@ -59,27 +68,43 @@ class RetryPolicy:
         return ceiling * (1.0 - self.jitter * uniform)
 
     def delay_before_retry(
-        self, attempt: int, retry_after: float | None, uniform: float
+        self,
+        attempt: int,
+        retry_after: float | None,
+        uniform: float,
+        max_attempts: int | None = None,
     ) -> float | None:
         """Return how long to wait before the next attempt, or None when no retry is left.
 
         A server's Retry-After is a minimum: the delay is the larger of it and the backoff.
+        `max_attempts`, when given, lowers the policy's own limit for this failure.
         """
-        if attempt >= self.max_attempts:
+        if attempt >= self.attempt_limit(max_attempts):
             return None
         if retry_after is not None and retry_after > self.max_retry_after:
             return None
         delay = self.backoff(attempt, uniform)
         return delay if retry_after is None else max(delay, retry_after)
 
+    def attempt_limit(self, max_attempts: int | None) -> int:
+        """Return the attempts allowed for a failure whose own `max_attempts` may be None."""
+        return self.max_attempts if max_attempts is None else min(self.max_attempts, max_attempts)
+
 
 class TransientFailure(Exception):
-    """Raised by one attempt whose failure may go away if the request is repeated."""
+    """Raised by one attempt whose failure may go away if the request is repeated.
 
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+    `max_attempts`, when set, caps the attempts below the policy's limit for this kind of
+    failure, counting every attempt of the call.
+    """
+
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, max_attempts: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.max_attempts = max_attempts
 
 
 class RetriesExhausted(Exception):
@@ -116,7 +141,9 @@ def call_with_retries(
         try:
             return RetryOutcome(operation(), attempt)
         except TransientFailure as failure:
-            delay = policy.delay_before_retry(attempt, failure.retry_after, uniform())
+            delay = policy.delay_before_retry(
+                attempt, failure.retry_after, uniform(), failure.max_attempts
+            )
             if delay is None:
                 reason = _give_up_reason(policy, failure, attempt)
                 raise RetriesExhausted(failure, attempt, reason) from failure
@@ -125,7 +152,7 @@ def call_with_retries(
                 description,
                 failure.reason,
                 attempt,
-                policy.max_attempts,
+                policy.attempt_limit(failure.max_attempts),
                 delay,
             )
             sleep(delay)
@@ -134,7 +161,7 @@ def call_with_retries(
 
 def _give_up_reason(policy: RetryPolicy, failure: TransientFailure, attempts: int) -> str:
     counted = f"{attempts} attempt" if attempts == 1 else f"{attempts} attempts"
-    if attempts >= policy.max_attempts:
+    if attempts >= policy.attempt_limit(failure.max_attempts):
         return f"gave up after {counted}"
     return (
         f"gave up after {counted} because the server asked to wait "
