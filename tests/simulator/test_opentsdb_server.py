@@ -9,10 +9,14 @@ from collections.abc import Iterator
 import orjson
 import pytest
 import requests
-from tsdb_support import T0_S, MemorySeriesSource, seconds
+from tsdb_support import T0_MS, T0_S, MemorySeriesSource, seconds
 
 from vscope_pipeline.simulator.http import ServerThread
-from vscope_pipeline.simulator.opentsdb_server import SIMULATED_VERSION, make_opentsdb_server
+from vscope_pipeline.simulator.opentsdb_server import (
+    SIMULATED_VERSION,
+    OpenTsdbServer,
+    make_opentsdb_server,
+)
 from vscope_pipeline.simulator.tsdb_faults import Faults, ForcedResponse
 
 TOKEN = "XXXX_token_YYYY-ZZZZ"
@@ -50,6 +54,11 @@ def clear_faults(faults: Faults) -> Iterator[None]:
     yield
     faults.delay_s = 0.0
     faults.max_data_points = 0
+    faults.limit_error_as_proxy = False
+    faults.slow_above_points = 0
+    faults.slow_delay_s = 0.0
+    faults.ignore_group_by = False
+    faults.end_aligned_buckets = False
     while faults.next_forced() is not None:
         pass
 
@@ -322,6 +331,158 @@ def test_data_point_limit_gives_413(
             "points. Please try filtering using more tags or decrease your time range.",
         }
     }
+
+
+def test_proxy_limit_error_is_500_text(
+    server: ServerThread, session: requests.Session, faults: Faults
+) -> None:
+    faults.max_data_points = 100
+    faults.limit_error_as_proxy = True
+    document = {
+        "start": T0_S,
+        "end": T0_S + 3599,
+        "queries": [{"metric": MEM, "aggregator": "sum"}],
+    }
+    response = post(session, server, document)
+    assert response.status_code == 500
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.text == (
+        "io.warp10.script.WarpScriptException: Exception at '=>FETCH<=' in section [TOP] "
+        "(FETCH exceeded limit of 100 datapoints, current count is 120)\n"
+    )
+
+
+def test_slow_above_points_delays_large_answers(
+    server: ServerThread, session: requests.Session, faults: Faults
+) -> None:
+    faults.slow_above_points = 3
+    faults.slow_delay_s = 0.3
+    started = time.monotonic()
+    small = post(session, server, GUIDE_QUERY)
+    small_elapsed = time.monotonic() - started
+    document = {**GUIDE_QUERY, "queries": [{"metric": MEM, "aggregator": "sum"}]}
+    started = time.monotonic()
+    large = post(session, server, document)
+    large_elapsed = time.monotonic() - started
+    # The guide query returns 3 points, the undownsampled sum 60.
+    assert len(small.json()[0]["dps"]) == 3
+    assert len(large.json()[0]["dps"]) == 60
+    assert small_elapsed < 0.3
+    assert large_elapsed >= 0.3
+
+
+GROUPED_QUERY = {
+    "start": T0_S,
+    "end": T0_S + 119,
+    "queries": [
+        {
+            "metric": MEM,
+            "aggregator": "avg",
+            "filters": [{"type": "wildcard", "tagk": "host", "filter": "*", "groupBy": True}],
+        }
+    ],
+}
+
+
+def test_ignore_group_by_merges_series(
+    server: ServerThread, session: requests.Session, faults: Faults
+) -> None:
+    grouped = post(session, server, GROUPED_QUERY).json()
+    faults.ignore_group_by = True
+    merged = post(session, server, GROUPED_QUERY).json()
+    assert [result["tags"]["host"] for result in grouped] == ["172.17.86.51", "172.17.86.52"]
+    # Host 1 has 40 + m % 7, host 2 60 + m % 7: their average is 50 + m % 7.
+    assert merged == [
+        {
+            "metric": MEM,
+            "tags": {"datacenter": DATACENTER, "env": "prod"},
+            "aggregateTags": ["host"],
+            "query": {"index": 0},
+            "dps": {str(T0_S): 50.0, str(T0_S + 60): 51.0},
+        }
+    ]
+
+
+def test_ignore_group_by_keeps_none_aggregator(
+    server: ServerThread, session: requests.Session, faults: Faults
+) -> None:
+    faults.ignore_group_by = True
+    document = {**GROUPED_QUERY, "queries": [{**GROUPED_QUERY["queries"][0], "aggregator": "none"}]}
+    results = post(session, server, document).json()
+    assert [result["tags"]["host"] for result in results] == ["172.17.86.51", "172.17.86.52"]
+    assert [result["aggregateTags"] for result in results] == [[], []]
+
+
+def _downsampled(end_s: int) -> dict[str, object]:
+    return {
+        "start": T0_S,
+        "end": end_s,
+        "msResolution": True,
+        "queries": [
+            {
+                "metric": MEM,
+                "aggregator": "max",
+                "downsample": "20m-max",
+                "tags": {"host": "172.17.86.51"},
+            }
+        ],
+    }
+
+
+def test_end_aligned_buckets_stamp_bucket_ends(
+    server: ServerThread, session: requests.Session, faults: Faults
+) -> None:
+    end_ms = T0_MS + 3_600_000 - 1
+    epoch = post(session, server, {**_downsampled(0), "end": end_ms}).json()
+    faults.end_aligned_buckets = True
+    aligned = post(session, server, {**_downsampled(0), "end": end_ms}).json()
+    # Buckets (end - 20 min, end]: the same minutes as [0, 20), [20, 40) and [40, 60).
+    assert epoch[0]["dps"] == {
+        str(T0_MS): 46.0,
+        str(T0_MS + 1_200_000): 46.0,
+        str(T0_MS + 2_400_000): 46.0,
+    }
+    assert aligned[0]["dps"] == {
+        str(T0_MS + 1_200_000 - 1): 46.0,
+        str(T0_MS + 2_400_000 - 1): 46.0,
+        str(end_ms): 46.0,
+    }
+
+
+def test_end_aligned_buckets_follow_end(
+    server: ServerThread, session: requests.Session, faults: Faults
+) -> None:
+    faults.end_aligned_buckets = True
+    # An end at minute 43:20 puts bucket ends at 03:20, 23:20 and 43:20, as OVH's proxy does.
+    results = post(session, server, _downsampled(T0_S + 2600)).json()
+    minutes = [int(key) - T0_MS for key in results[0]["dps"]]
+    assert minutes == [200_000, 1_400_000, 2_600_000]
+    # Minutes 0-3 peak at 43, minutes 4-23 and 24-43 at 46.
+    assert list(results[0]["dps"].values()) == [43.0, 46.0, 46.0]
+
+
+def test_revoke_and_accept_tokens(server: ServerThread, session: requests.Session) -> None:
+    opentsdb = server.server
+    assert isinstance(opentsdb, OpenTsdbServer)
+    rotated = "rotated-token"
+    opentsdb.accept(rotated)
+    opentsdb.revoke(TOKEN)
+    try:
+        assert post(session, server, GUIDE_QUERY).status_code == 401
+        assert post(session, server, GUIDE_QUERY, auth=("read", rotated)).status_code == 200
+        assert opentsdb.tokens == frozenset({rotated})
+    finally:
+        opentsdb.accept(TOKEN)
+        opentsdb.revoke(rotated)
+    assert post(session, server, GUIDE_QUERY).status_code == 200
+
+
+def test_accept_rejects_empty_token(server: ServerThread) -> None:
+    opentsdb = server.server
+    assert isinstance(opentsdb, OpenTsdbServer)
+    with pytest.raises(ValueError, match="empty token") as raised:
+        opentsdb.accept("")
+    assert str(raised.value) == "accept got an empty token: pass the metrics token to accept"
 
 
 def test_delay_slows_the_answer(

@@ -11,8 +11,10 @@ OVHcloud's proxy (ovh/erlenmeyer) in front of it:
 - `GET /api/aggregators` lists the aggregator names and `GET /api/version` the version.
 
 Answers are gzip-compressed when the client accepts gzip. The `arrays` query-string flag
-switches `dps` to `[ts, value]` pairs. `Faults` injects forced responses, delays and a
-data-point limit, and `counters` records the responses sent.
+switches `dps` to `[ts, value]` pairs. `Faults` injects forced responses, delays, a
+data-point limit and departures from OpenTSDB's grouping and bucket alignment, and
+`counters` records the responses sent. `accept()` and `revoke()` change the accepted tokens
+while the server runs, to test token expiry and rotation.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import base64
 import binascii
 import gzip
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection
 from urllib.parse import parse_qs, urlsplit
@@ -31,7 +34,12 @@ from vscope_pipeline.simulator.http import LoopbackHTTPServer, QuietHandler
 from vscope_pipeline.simulator.series import SeriesSource
 from vscope_pipeline.simulator.tsdb_aggregate import AGGREGATORS
 from vscope_pipeline.simulator.tsdb_encode import encode_response
-from vscope_pipeline.simulator.tsdb_engine import NameIndex, run_query
+from vscope_pipeline.simulator.tsdb_engine import (
+    DataPointLimitExceeded,
+    EngineOptions,
+    NameIndex,
+    run_query,
+)
 from vscope_pipeline.simulator.tsdb_errors import TsdbHttpError
 from vscope_pipeline.simulator.tsdb_faults import Faults, ForcedResponse, RequestCounters
 from vscope_pipeline.simulator.tsdb_query import parse_query_body, plan_query
@@ -70,11 +78,34 @@ class OpenTsdbServer(LoopbackHTTPServer):
     ) -> None:
         super().__init__(host, port, _OpenTsdbHandler)
         self.source = source
-        self.tokens = frozenset(tokens)
+        self._tokens_lock = threading.Lock()
+        self._tokens = set(tokens)
         self.clock = clock
         self.faults = faults
         self.counters = RequestCounters()
         self.names = NameIndex(source)
+
+    @property
+    def tokens(self) -> frozenset[str]:
+        """Return the metrics tokens accepted at this moment."""
+        with self._tokens_lock:
+            return frozenset(self._tokens)
+
+    def accept(self, token: str) -> None:
+        """Accept `token` from the next request on, as after a token is issued."""
+        if not token:
+            raise ValueError("accept got an empty token: pass the metrics token to accept")
+        with self._tokens_lock:
+            self._tokens.add(token)
+
+    def revoke(self, token: str) -> None:
+        """Refuse `token` with 401 from the next request on, as after it expired."""
+        with self._tokens_lock:
+            self._tokens.discard(token)
+
+    def accepts(self, token: str) -> bool:
+        with self._tokens_lock:
+            return token in self._tokens
 
 
 def make_opentsdb_server(
@@ -98,6 +129,18 @@ def make_opentsdb_server(
         )
     return OpenTsdbServer(
         host, port, source=source, tokens=tokens, clock=clock, faults=faults or Faults()
+    )
+
+
+def _proxy_fetch_limit_message(error: DataPointLimitExceeded) -> str:
+    """Return the text OVH's proxy passes on when Warp 10's FETCH reads too many points.
+
+    NOTE: only the part "FETCH exceeded limit of N datapoints, current count is M" is known
+    from the proxy's source; the words around it are modelled on Warp 10's exception text.
+    """
+    return (
+        "io.warp10.script.WarpScriptException: Exception at '=>FETCH<=' in section [TOP] "
+        f"(FETCH exceeded limit of {error.limit} datapoints, current count is {error.count})"
     )
 
 
@@ -164,6 +207,11 @@ class _OpenTsdbHandler(QuietHandler):
             self._run_query(body, arrays="arrays" in params)
 
     def _run_query(self, body: bytes, *, arrays: bool) -> None:
+        faults = self.server.faults
+        options = EngineOptions(
+            ignore_group_by=faults.ignore_group_by,
+            end_aligned_buckets=faults.end_aligned_buckets,
+        )
         try:
             request = parse_query_body(body)
             if request.delete:
@@ -171,7 +219,7 @@ class _OpenTsdbHandler(QuietHandler):
             now_ms = int(self.server.clock() * 1000)
             query = plan_query(request, now_ms)
             results = run_query(
-                query, self.server.source, self.server.names, self.server.faults.max_data_points
+                query, self.server.source, self.server.names, faults.max_data_points, options
             )
             payload, points = encode_response(
                 results,
@@ -179,6 +227,13 @@ class _OpenTsdbHandler(QuietHandler):
                 show_query=query.show_query,
                 arrays=arrays,
             )
+        except DataPointLimitExceeded as error:
+            log.info("query read more than %d data points", error.limit)
+            if faults.limit_error_as_proxy:
+                self._send_text(500, _proxy_fetch_limit_message(error))
+            else:
+                self._send_error(error)
+            return
         except TsdbHttpError as error:
             log.info("query rejected with %d: %s", error.status, error.message)
             self._send_error(error)
@@ -190,6 +245,8 @@ class _OpenTsdbHandler(QuietHandler):
             self._send_error(TsdbHttpError(500, "An unknown exception occurred"))
             return
         log.debug("query returned %d objects with %d points", len(results), points)
+        if 0 < faults.slow_above_points < points:
+            time.sleep(faults.slow_delay_s)
         self._send(200, payload, points=points)
 
     def _authorized(self) -> bool:
@@ -201,7 +258,7 @@ class _OpenTsdbHandler(QuietHandler):
         except (binascii.Error, UnicodeDecodeError):
             return False
         _, colon, password = decoded.partition(":")
-        return bool(colon) and password in self.server.tokens
+        return bool(colon) and self.server.accepts(password)
 
     def _accepts_gzip(self) -> bool:
         for coding in self.headers.get("Accept-Encoding", "").split(","):

@@ -168,8 +168,14 @@ def downsample_series(
     window: ScanWindow,
     query_start_ms: int,
     query_end_ms: int,
+    *,
+    end_aligned: bool = False,
 ) -> SeriesPoints:
-    """Downsample one series' scanned points (ascending, non-empty) into bucket points."""
+    """Downsample one series' scanned points (ascending, non-empty) into bucket points.
+
+    With `end_aligned`, buckets are `(s - interval, s]` with `s` congruent to the query end
+    modulo the interval, stamped with `s`, as OVH's proxy (Warp 10's BUCKETIZE) makes them.
+    """
     if spec.run_all:
         inside = (ts >= query_start_ms) & (ts < query_end_ms)
         if not inside.any():
@@ -178,7 +184,10 @@ def downsample_series(
         return np.array([query_start_ms], np.int64), single
 
     interval = spec.interval_ms
-    keys = ts - ts % interval
+    # Every stamp is congruent to `offset` modulo the interval.
+    offset = query_end_ms % interval if end_aligned else 0
+    # Epoch buckets are stamped with their first millisecond, end-aligned ones with their last.
+    keys = ts + (query_end_ms - ts) % interval if end_aligned else ts - ts % interval
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
     bucket_ts = keys[starts]
     bucket_values = reduce_runs(values, starts, spec.aggregator)
@@ -187,8 +196,8 @@ def downsample_series(
 
     # Filling covers the aligned scan window. OpenTSDB's filling downsampler stops before the
     # aligned scan end, so a bucket from there on is dropped.
-    grid_start = window.start_ms - window.start_ms % interval
-    grid_end = window.end_ms - window.end_ms % interval
+    grid_start = window.start_ms - (window.start_ms - offset) % interval
+    grid_end = window.end_ms - (window.end_ms - offset) % interval
     grid = np.arange(grid_start, grid_end, interval, dtype=np.int64)
     inside = (bucket_ts >= grid_start) & (bucket_ts < grid_end)
     if spec.fill is FillPolicy.SCALAR:

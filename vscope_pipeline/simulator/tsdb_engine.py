@@ -28,10 +28,34 @@ from vscope_pipeline.simulator.tsdb_downsample import (
     downsample_series,
     scan_window,
 )
-from vscope_pipeline.simulator.tsdb_errors import data_point_limit_exceeded, no_such_name
+from vscope_pipeline.simulator.tsdb_errors import (
+    TsdbHttpError,
+    data_point_limit_exceeded,
+    no_such_name,
+)
 from vscope_pipeline.simulator.tsdb_filters import group_by_keys, group_series, select_series
 from vscope_pipeline.simulator.tsdb_query import PlannedQuery, PlannedSubQuery
 from vscope_pipeline.simulator.tsdb_rate import rate_series
+
+
+class DataPointLimitExceeded(TsdbHttpError):
+    """OpenTSDB's 413 for a sub-query that scans more than `limit` points (`count` so far)."""
+
+    def __init__(self, limit: int, count: int) -> None:
+        error = data_point_limit_exceeded(limit)
+        super().__init__(error.status, error.message, error.details)
+        self.limit = limit
+        self.count = count
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Departures from OpenTSDB 2.4 that fault injection requests."""
+
+    # Aggregate all the series of a sub-query into one, whatever its group-by filters.
+    ignore_group_by: bool = False
+    # Stamp downsample buckets on the grid of the query end, at their last millisecond.
+    end_aligned_buckets: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,23 +123,33 @@ class NameIndex:
 
 
 def run_query(
-    query: PlannedQuery, source: SeriesSource, names: NameIndex, max_data_points: int = 0
+    query: PlannedQuery,
+    source: SeriesSource,
+    names: NameIndex,
+    max_data_points: int = 0,
+    options: EngineOptions | None = None,
 ) -> list[GroupResult]:
     """Run a validated query and return one GroupResult per response object, in order.
 
     `max_data_points` > 0 limits the points one sub-query may scan, like OpenTSDB's
-    `tsd.query.limits.data_points.default`. Beyond it the request fails with 413.
+    `tsd.query.limits.data_points.default`. Beyond it the request fails with 413
+    (DataPointLimitExceeded).
     """
+    options = options or EngineOptions()
     for planned in query.queries:
         names.check_sub_query(planned)
     results: list[GroupResult] = []
     for planned in query.queries:
-        results.extend(_run_sub_query(query, planned, source, max_data_points))
+        results.extend(_run_sub_query(query, planned, source, max_data_points, options))
     return results
 
 
 def _run_sub_query(
-    query: PlannedQuery, planned: PlannedSubQuery, source: SeriesSource, max_data_points: int
+    query: PlannedQuery,
+    planned: PlannedSubQuery,
+    source: SeriesSource,
+    max_data_points: int,
+    options: EngineOptions,
 ) -> list[GroupResult]:
     all_tags = source.series_tags(planned.metric)
     positions = select_series(all_tags, planned.sub.filters, planned.sub.explicit_tags)
@@ -131,7 +165,7 @@ def _run_sub_query(
         # NOTE: OpenTSDB checks its limit between storage batches, so it lets a query run a
         # little over it. The simulator fails as soon as the count exceeds the limit.
         if 0 < max_data_points < point_count:
-            raise data_point_limit_exceeded(max_data_points)
+            raise DataPointLimitExceeded(max_data_points, point_count)
         # A series without points in the scan window is not part of any group.
         if len(ts):
             scanned[position] = (ts, values)
@@ -139,13 +173,15 @@ def _run_sub_query(
     if planned.aggregator.function == "none":
         groups = [[position] for position in scanned]
     else:
-        keys = group_by_keys(planned.sub.filters)
+        keys = () if options.ignore_group_by else group_by_keys(planned.sub.filters)
         groups = group_series(list(scanned), all_tags, keys)
 
     results = []
     for group in groups:
         member_tags = [all_tags[position] for position in group]
-        series = [_transform(scanned[position], planned, query, window) for position in group]
+        series = [
+            _transform(scanned[position], planned, query, window, options) for position in group
+        ]
         timestamps, values = aggregate_group(series, planned.aggregator, planned.sub.rate)
         inside = (timestamps >= query.start_ms) & (timestamps <= query.end_ms)
         check_finite(values[inside])
@@ -164,12 +200,22 @@ def _run_sub_query(
 
 
 def _transform(
-    points: SeriesPoints, planned: PlannedSubQuery, query: PlannedQuery, window: ScanWindow
+    points: SeriesPoints,
+    planned: PlannedSubQuery,
+    query: PlannedQuery,
+    window: ScanWindow,
+    options: EngineOptions,
 ) -> SeriesPoints:
     ts, values = points
     if planned.downsample is not None:
         ts, values = downsample_series(
-            ts, values, planned.downsample, window, query.start_ms, query.end_ms
+            ts,
+            values,
+            planned.downsample,
+            window,
+            query.start_ms,
+            query.end_ms,
+            end_aligned=options.end_aligned_buckets,
         )
     if planned.sub.rate:
         ts, values = rate_series(ts, values, planned.rate_options)

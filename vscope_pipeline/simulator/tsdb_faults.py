@@ -1,9 +1,11 @@
 """Fault injection and request counters for the simulated OpenTSDB server.
 
-Tests and benchmarks change a `Faults` object while the server runs, from another thread:
-queue forced responses (a 429 with `Retry-After`, a 502 page), delay every response, or set
-a data-point limit so that large sub-queries fail with OpenTSDB's 413. `RequestCounters`
-records the responses the server sent.
+Tests and benchmarks change a `Faults` object while the server runs, from another thread.
+They can queue forced responses (a 429 with `Retry-After`, a 502 page) and delay every
+response or only large ones. A data-point limit makes large sub-queries fail with OpenTSDB's
+413 or with the 500 of OVH's proxy. The server can also ignore group-by, or align downsample
+buckets to the query end as OVH's proxy does. `RequestCounters` records the responses the
+server sent.
 """
 
 from __future__ import annotations
@@ -28,14 +30,30 @@ class ForcedResponse:
 class Faults:
     """Faults the OpenTSDB server injects into its `/api/query` responses.
 
-    `delay_s` (seconds) is slept before every `/api/query` response. `max_data_points` > 0 makes
-    a sub-query that scans more points fail with 413, as OpenTSDB's
-    `tsd.query.limits.data_points.default` does. Plain attribute assignment is atomic in
-    CPython, so the two fields may be set from any thread; the queue has its own lock.
+    Plain attribute assignment is atomic in CPython, so the fields may be set from any
+    thread; the queue of forced responses has its own lock.
     """
 
+    # Seconds slept before every `/api/query` response.
     delay_s: float = 0.0
+    # When > 0, a sub-query that scans more points fails with 413, as OpenTSDB's
+    # `tsd.query.limits.data_points.default` does, or with 500 under `limit_error_as_proxy`.
     max_data_points: int = 0
+    # Report the data-point limit as OVH's proxy reports Warp 10's: HTTP 500 with the
+    # plain-text message "... FETCH exceeded limit of N datapoints, current count is M ...".
+    limit_error_as_proxy: bool = False
+    # When > 0, a successful response with more data points is sent `slow_delay_s` seconds
+    # late, like a backend whose query time grows with the data read.
+    slow_above_points: int = 0
+    slow_delay_s: float = 0.0
+    # Ignore every group-by flag, as a server without group-by support does: the series that
+    # match a sub-query are aggregated into one instead of one per tag value. The `none`
+    # aggregator still returns each series apart, since it does not group.
+    ignore_group_by: bool = False
+    # Align downsample buckets to the query end and stamp each with its last millisecond,
+    # as OVH's proxy does (Warp 10's BUCKETIZE with the end as last bucket), instead of
+    # OpenTSDB's epoch-aligned buckets stamped with their start.
+    end_aligned_buckets: bool = False
     _forced: deque[ForcedResponse] = field(default_factory=deque, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
