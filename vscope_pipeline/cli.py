@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -16,12 +17,13 @@ from pathlib import Path
 
 import duckdb
 
-from vscope_pipeline.settings import SettingsError, load_settings
+from vscope_pipeline.settings import DEFAULT_DATA_DIR, SettingsError, load_settings
 from vscope_pipeline.textable import format_table
 
 log = logging.getLogger("vscope_pipeline")
 
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
+DUCKDB_FILE = "vscope.duckdb"
 
 
 def _day(text: str) -> dt.date:
@@ -34,6 +36,12 @@ def _day(text: str) -> dt.date:
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: use 0 to 65535")
     return int(text)
 
 
@@ -62,17 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help="the SQL statement")
     sql.add_argument("--max-rows", type=_positive, default=50, help="rows printed at most")
 
-    simulate = commands.add_parser("simulate", help="run the simulator alone until Ctrl-C")
-    simulate.add_argument("--ovh-port", type=int, default=8000, help="APIv6 port on 127.0.0.1")
+    simulate = commands.add_parser(
+        "simulate", help="run the simulator alone until Ctrl-C or SIGTERM"
+    )
     simulate.add_argument(
-        "--opentsdb-port", type=int, default=4242, help="OpenTSDB port on 127.0.0.1"
+        "--ovh-port", type=_port, default=8000, help="APIv6 port on 127.0.0.1 (0: any free port)"
+    )
+    simulate.add_argument(
+        "--opentsdb-port",
+        type=_port,
+        default=4242,
+        help="OpenTSDB port on 127.0.0.1 (0: any free port)",
     )
     simulate.add_argument("--vm-count", type=_positive, default=60, help="VMs in the fleet")
 
     dev = commands.add_parser(
         "dev", help="open the Dagster web UI (dagster dev) against the simulator"
     )
-    dev.add_argument("--port", type=int, default=3000, help="web UI port on 127.0.0.1")
+    dev.add_argument("--port", type=_port, default=3000, help="web UI port on 127.0.0.1")
 
     demo = commands.add_parser(
         "demo", help="ingest the last 2 complete days from the simulator and print a summary"
@@ -84,16 +99,33 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_ingest(
     first: dt.date, last: dt.date, *, simulator: bool, days_per_run: int
 ) -> tuple[int, Path]:
-    """Ingest [first, last]; return the exit status and the DuckDB path."""
+    """Ingest [first, last]; return the exit status and the DuckDB path.
+
+    The day range is checked before anything starts, and the settings before the Dagster
+    instance is created, so that a mistake costs no simulator, instance folder or request.
+    """
     import dagster as dg
 
-    from vscope_pipeline.ingest import IngestRangeError, ensure_dagster_home, ingest_range
+    from vscope_pipeline.ingest import (
+        IngestRangeError,
+        ensure_dagster_home,
+        ingest_range,
+        last_complete_day,
+        validate_range,
+    )
+    from vscope_pipeline.settings import load_start_date
 
-    ensure_dagster_home(DEFAULT_DAGSTER_HOME)
+    try:
+        validate_range(first, last, start_date=load_start_date(), latest=last_complete_day())
+    except IngestRangeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2, _data_dir() / DUCKDB_FILE
+
     with ExitStack() as stack:
         if simulator:
             _start_simulator(stack)
         settings = load_settings()
+        ensure_dagster_home(DEFAULT_DAGSTER_HOME)
         instance = stack.enter_context(dg.DagsterInstance.get())
         try:
             outcomes = ingest_range(first, last, instance=instance, days_per_run=days_per_run)
@@ -140,8 +172,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _data_dir() -> Path:
+    """Return VSCOPE_DATA_DIR as `load_settings` resolves it, without the OVH settings.
+
+    Reading the DuckDB file needs no API keys, so `sql` must work in a shell that has none.
+    """
+    text = os.environ.get("VSCOPE_DATA_DIR", "").strip() or DEFAULT_DATA_DIR
+    return Path(text).expanduser().resolve()
+
+
 def _cmd_sql(args: argparse.Namespace) -> int:
-    database = load_settings().duckdb_path
+    database = _data_dir() / DUCKDB_FILE
     if not database.exists():
         print(
             f"error: {database} does not exist yet: run `vscope-pipeline ingest` "
@@ -150,6 +191,8 @@ def _cmd_sql(args: argparse.Namespace) -> int:
         )
         return 2
     with duckdb.connect(str(database), read_only=True) as con:
+        # Partition days are UTC days, so times print, and cast to dates, in UTC too.
+        con.execute("SET TimeZone = 'UTC'")
         try:
             cursor = con.execute(args.query)
         except duckdb.Error as error:
@@ -166,11 +209,30 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from vscope_pipeline.simulator.runner import running_simulator
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with running_simulator(
-        ovh_port=args.ovh_port, opentsdb_port=args.opentsdb_port, vm_count=args.vm_count
-    ) as simulator:
+    with ExitStack() as stack:
+        try:
+            simulator = stack.enter_context(
+                running_simulator(
+                    ovh_port=args.ovh_port,
+                    opentsdb_port=args.opentsdb_port,
+                    vm_count=args.vm_count,
+                )
+            )
+        except OSError as error:
+            print(
+                f"error: failed to start the simulator on 127.0.0.1: {error}: choose free ports "
+                "with --ovh-port and --opentsdb-port (0 picks any free port)",
+                file=sys.stderr,
+            )
+            return 2
+        except ValueError as error:
+            # The fleet rejects a VM count outside the range it can lay out.
+            print(f"error: failed to start the simulator: {error}", file=sys.stderr)
+            return 2
+
+        stop = threading.Event()
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stack.callback(signal.signal, signal.SIGTERM, previous_handler)
         print(f"OVH APIv6:  {simulator.ovh_endpoint}")
         print(f"OpenTSDB:   {simulator.opentsdb_url}/api/query")
         print(f"metrics token (simulator only): {simulator.credentials.metrics_token}")

@@ -53,6 +53,8 @@ def render_summary(database: Path) -> str:
     """Return the demo summary of `database`, opened read-only as a BI tool would."""
     out = [f"DuckDB file: {database}", ""]
     with duckdb.connect(str(database), read_only=True) as con:
+        # Partition days are UTC days, so hours are UTC hours whatever the machine's zone.
+        con.execute("SET TimeZone = 'UTC'")
         counts = [
             (name, con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])  # type: ignore[index]
             for name in TABLES
