@@ -28,7 +28,11 @@ from vscope_pipeline.simulator.credentials import SimulatorCredentials
 from vscope_pipeline.simulator.runner import running_simulator
 from vscope_pipeline.warehouse.build import build_warehouse
 
-KEYS_HELP = "create keys at https://eu.api.ovh.com/createToken/ (or the ca/us equivalent)"
+KEYS_HELP = (
+    "create keys at https://eu.api.ovh.com/createToken/ (or the ca/us equivalent) or set it in "
+    "ovh.conf; a service account uses OVH_CLIENT_ID and OVH_CLIENT_SECRET instead, and "
+    "`vscope-pipeline ingest --simulator` needs none"
+)
 SERVICE = "pcc-203-0-113-10"
 DC1 = f"{SERVICE}_datacenter1"
 DAY = dt.date(2026, 11, 19)
@@ -110,6 +114,25 @@ def test_sql_rejects_writes(warehouse, capsys):
         assert con.execute("SELECT count(*) FROM metric_catalog").fetchall() == [(20,)]
 
 
+def test_sql_empty_query(warehouse, capsys):
+    assert main(["sql", "  "]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.err == "error: the query is empty: give a SQL statement such as 'SELECT 1'\n"
+
+
+def test_sql_empty_result_says_so(warehouse, capsys):
+    assert main(["sql", "SELECT metric FROM metric_catalog WHERE false"]) == 0
+
+    assert capsys.readouterr().out == "metric\n------\n(0 rows)\n"
+
+
+def test_sql_comment_only(warehouse, capsys):
+    assert main(["sql", "-- nothing to run"]) == 0
+
+    assert capsys.readouterr().out == "(the statement returned no result set)\n"
+
+
 def test_sql_max_rows_truncates(warehouse, capsys):
     query = "SELECT metric, unit FROM metric_catalog ORDER BY metric"
 
@@ -146,7 +169,8 @@ def test_sql_exactly_max_rows_no_note(warehouse, capsys):
         ),
         (
             ["ingest", "--from", "2026-13-01", "--to", "2026-11-19"],
-            "argument --from: '2026-13-01' is not a day: use YYYY-MM-DD",
+            "argument --from: '2026-13-01' is not a valid day: "
+            "use an existing date written YYYY-MM-DD",
         ),
         (
             ["simulate", "--ovh-port", "65536"],
@@ -222,9 +246,9 @@ def test_ingest_without_keys_lists_them(data_dir, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err == (
         "error: invalid configuration (3 problems):\n"
-        f"  - OVH_APPLICATION_KEY is missing: {KEYS_HELP}, or set it in ovh.conf\n"
-        f"  - OVH_APPLICATION_SECRET is missing: {KEYS_HELP}, or set it in ovh.conf\n"
-        f"  - OVH_CONSUMER_KEY is missing: {KEYS_HELP}, or set it in ovh.conf\n"
+        f"  - OVH_APPLICATION_KEY is missing: {KEYS_HELP}\n"
+        f"  - OVH_APPLICATION_SECRET is missing: {KEYS_HELP}\n"
+        f"  - OVH_CONSUMER_KEY is missing: {KEYS_HELP}\n"
     )
     assert "Traceback" not in captured.err
     assert captured.out == ""

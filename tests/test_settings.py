@@ -7,6 +7,7 @@ from vscope_pipeline.secrets import Secret
 from vscope_pipeline.settings import (
     OpenTSDBTuning,
     SettingsError,
+    load_data_dir,
     load_settings,
     load_start_date,
 )
@@ -207,3 +208,17 @@ def test_opentsdb_tuning_errors():
         "VSCOPE_OPENTSDB_RATE_LIMIT 'fast' is invalid: expected a number from 0.1 to 1000 "
         "(default 10)",
     ]
+
+
+def test_data_dir_with_glob_character(tmp_path):
+    folder = tmp_path / "lake[1]"
+    with pytest.raises(SettingsError) as caught:
+        load_data_dir({"VSCOPE_DATA_DIR": str(folder)})
+    assert caught.value.problems == [
+        f"VSCOPE_DATA_DIR {str(folder)!r} contains a glob character (* ? [ ] {{ }}): "
+        "choose a folder whose path has none"
+    ]
+
+
+def test_load_data_dir_needs_no_keys(tmp_path):
+    assert load_data_dir({"VSCOPE_DATA_DIR": str(tmp_path)}) == tmp_path.resolve()

@@ -161,3 +161,16 @@ def test_empty_snapshots_expect_nothing(tmp_path):
         write_partition(empty, inventory_partition_dir(tmp_path, kind, DAY))
 
     assert load_targets(tmp_path) == [DatacenterTarget(SERVICE, DC1, {})]
+
+
+def test_snapshot_without_datacenters_rejected(tmp_path):
+    empty = INVENTORY_SCHEMAS["datacenters"].empty_table()
+    write_partition(empty, inventory_partition_dir(tmp_path, "datacenters", DAY))
+
+    with pytest.raises(MissingInventoryError) as caught:
+        load_targets(tmp_path)
+    assert str(caught.value) == (
+        f"the latest inventory snapshot ({DAY.isoformat()}) lists no datacenter, so no metric "
+        "can be fetched: check VSCOPE_SERVICE_NAMES and the API keys' rights, then "
+        "materialize the inventory again"
+    )

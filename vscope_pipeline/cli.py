@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from vscope_pipeline.settings import DEFAULT_DATA_DIR, SettingsError, load_settings
+from vscope_pipeline.settings import SettingsError, load_data_dir, load_settings
 from vscope_pipeline.textable import format_table
 
 log = logging.getLogger("vscope_pipeline")
@@ -30,7 +29,9 @@ def _day(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a day: use YYYY-MM-DD") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid day: use an existing date written YYYY-MM-DD"
+        ) from None
 
 
 def _positive(text: str) -> int:
@@ -67,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sql = commands.add_parser("sql", help="run a read-only SQL query on the DuckDB file")
-    sql.add_argument("query", help="the SQL statement")
+    sql.add_argument(
+        "query", help="the SQL statement; of several, the last one's result is printed"
+    )
     sql.add_argument("--max-rows", type=_positive, default=50, help="rows printed at most")
 
     simulate = commands.add_parser(
@@ -119,7 +122,7 @@ def _run_ingest(
         validate_range(first, last, start_date=load_start_date(), latest=last_complete_day())
     except IngestRangeError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2, _data_dir() / DUCKDB_FILE
+        return 2, load_data_dir() / DUCKDB_FILE
 
     with ExitStack() as stack:
         if simulator:
@@ -172,17 +175,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def _data_dir() -> Path:
-    """Return VSCOPE_DATA_DIR as `load_settings` resolves it, without the OVH settings.
-
-    Reading the DuckDB file needs no API keys, so `sql` must work in a shell that has none.
-    """
-    text = os.environ.get("VSCOPE_DATA_DIR", "").strip() or DEFAULT_DATA_DIR
-    return Path(text).expanduser().resolve()
-
-
 def _cmd_sql(args: argparse.Namespace) -> int:
-    database = _data_dir() / DUCKDB_FILE
+    if not args.query.strip():
+        print("error: the query is empty: give a SQL statement such as 'SELECT 1'", file=sys.stderr)
+        return 2
+    database = load_data_dir() / DUCKDB_FILE
     if not database.exists():
         print(
             f"error: {database} does not exist yet: run `vscope-pipeline ingest` "
@@ -198,9 +195,14 @@ def _cmd_sql(args: argparse.Namespace) -> int:
         except duckdb.Error as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        columns = [column[0] for column in cursor.description or []]
+        if cursor is None or cursor.description is None:
+            print("(the statement returned no result set)")
+            return 0
+        columns = [column[0] for column in cursor.description]
         rows = cursor.fetchmany(args.max_rows + 1)
     print(format_table(columns, rows[: args.max_rows]))
+    if not rows:
+        print("(0 rows)")
     if len(rows) > args.max_rows:
         print(f"(only the first {args.max_rows} rows are shown; raise --max-rows for more)")
     return 0
@@ -249,15 +251,37 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     from vscope_pipeline.ingest import ensure_dagster_home, environment
     from vscope_pipeline.simulator.runner import running_simulator
 
-    ensure_dagster_home(DEFAULT_DAGSTER_HOME)
+    workspace = Path("workspace.yaml").resolve()
+    if not workspace.exists():
+        print(
+            f"error: {workspace} not found: run `vscope-pipeline dev` (or `make dev`) from the "
+            "repository's top folder",
+            file=sys.stderr,
+        )
+        return 2
+    home = ensure_dagster_home(DEFAULT_DAGSTER_HOME)
+    overrides = {"VSCOPE_DATA_DIR": str(load_data_dir()), "DAGSTER_HOME": str(home)}
     dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)]
-    with running_simulator() as simulator, environment(simulator.environment()):
+    command = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)]
+    with running_simulator() as simulator, environment({**simulator.environment(), **overrides}):
         print(f"simulator: OVH APIv6 {simulator.ovh_endpoint}, OpenTSDB {simulator.opentsdb_url}")
-        print(f"Dagster UI: http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
-        with suppress(KeyboardInterrupt):
-            return subprocess.run(command, check=False).returncode
-    return 0
+        print(
+            f"Dagster UI starting on http://127.0.0.1:{args.port}; it answers within about a "
+            "minute. Ctrl-C stops it.",
+            flush=True,
+        )
+        # dagster dev runs in DAGSTER_HOME so that it finds its instance file there, not the
+        # repository's copy in the current folder.
+        child = subprocess.Popen(command, cwd=home)
+        # A SIGTERM to this command is passed on as the Ctrl-C that dagster dev handles, so
+        # its web server, daemon and code server stop with it instead of being orphaned.
+        previous = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGINT))
+        try:
+            while True:
+                with suppress(KeyboardInterrupt):
+                    return child.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 _COMMANDS = {

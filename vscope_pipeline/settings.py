@@ -28,7 +28,11 @@ DEFAULT_DATA_DIR = "./data"
 DEFAULT_START_DATE = dt.date(2025, 1, 1)
 
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_KEYS_HELP = "create keys at https://eu.api.ovh.com/createToken/ (or the ca/us equivalent)"
+_KEYS_HELP = (
+    "create keys at https://eu.api.ovh.com/createToken/ (or the ca/us equivalent) or set it in "
+    "ovh.conf; a service account uses OVH_CLIENT_ID and OVH_CLIENT_SECRET instead, and "
+    "`vscope-pipeline ingest --simulator` needs none"
+)
 
 
 class SettingsError(ValueError):
@@ -139,7 +143,7 @@ def _load_ovh(environ: Mapping[str, str], problems: list[str]) -> OvhCredentials
             ("OVH_CONSUMER_KEY", consumer_key),
         ):
             if not given:
-                problems.append(f"{name} is missing: {_KEYS_HELP}, or set it in ovh.conf")
+                problems.append(f"{name} is missing: {_KEYS_HELP}")
 
     def secret(text: str | None) -> Secret | None:
         return Secret(text) if text else None
@@ -220,7 +224,24 @@ def _load_data_dir(environ: Mapping[str, str], problems: list[str]) -> Path:
         problems.append(
             f"VSCOPE_DATA_DIR {str(path)!r} exists and is not a folder: point it to a folder"
         )
-    return path.resolve()
+    resolved = path.resolve()
+    if any(char in str(resolved) for char in "*?[]{}"):
+        # The DuckDB view over the lake is a glob under this folder, where these characters
+        # would be read as patterns.
+        problems.append(
+            f"VSCOPE_DATA_DIR {str(resolved)!r} contains a glob character (* ? [ ] {{ }}): "
+            "choose a folder whose path has none"
+        )
+    return resolved
+
+
+def load_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Return VSCOPE_DATA_DIR alone, for commands that only read the lake or DuckDB file."""
+    problems: list[str] = []
+    data_dir = _load_data_dir(os.environ if environ is None else environ, problems)
+    if problems:
+        raise SettingsError(problems)
+    return data_dir
 
 
 def _load_extra_metrics(environ: Mapping[str, str], problems: list[str]) -> tuple[MetricSpec, ...]:

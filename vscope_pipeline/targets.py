@@ -30,6 +30,13 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
             "(`vscope-pipeline ingest` runs them before the metrics)"
         )
     datacenters = pq.read_table(latest[1], columns=["service_name", "datacenter_label"])
+    if datacenters.num_rows == 0:
+        # Fetching nothing would replace every metric partition of the day with an empty file.
+        raise MissingInventoryError(
+            f"the latest inventory snapshot ({latest[0]}) lists no datacenter, so no metric "
+            "can be fetched: check VSCOPE_SERVICE_NAMES and the API keys' rights, then "
+            "materialize the inventory again"
+        )
 
     expected: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for kind, (table_name, column) in _ENTITY_COLUMNS.items():

@@ -71,5 +71,6 @@ def inventory_snapshot(
                 "file_bytes": written.bytes_written,
                 "path": dg.MetadataValue.path(str(folder)),
                 "requests": snapshot.stats.requests,
+                "retries": snapshot.stats.retries,
             },
         )
