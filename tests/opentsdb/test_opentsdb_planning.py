@@ -8,8 +8,10 @@ from vscope_pipeline.catalog import BUILTIN_METRICS, MetricSpec, parse_extra_met
 from vscope_pipeline.opentsdb.planning import (
     DayWindow,
     build_query_body,
+    build_window_body,
     day_window,
     describe_query,
+    sub_window,
 )
 
 SPECS = {spec.name: spec for spec in BUILTIN_METRICS}
@@ -198,3 +200,87 @@ def test_describe_query_of_planned_body() -> None:
 )
 def test_describe_query_tolerates_odd_bodies(body: dict[str, object], expected: str) -> None:
     assert describe_query(body) == expected
+
+
+def _literal(tag_key: str, value: str) -> dict[str, object]:
+    return {"type": "literal_or", "tagk": tag_key, "filter": value, "groupBy": True}
+
+
+def test_window_body_per_entity() -> None:
+    window = sub_window(day_window(date(2024, 5, 1)), 1714521600000, 1714525200000)
+
+    body = build_window_body(SPECS["vscope.vm.cpu.ready"], LABEL, window, ("vm-1", "vm-2"))
+
+    assert body == {
+        "start": 1714521600000,
+        "end": 1714525199999,
+        "msResolution": True,
+        "queries": [
+            {
+                "metric": "vscope.vm.cpu.ready",
+                "aggregator": "avg",
+                "filters": [_datacenter_filter(), _literal("vm", entity)],
+            }
+            for entity in ("vm-1", "vm-2")
+        ],
+    }
+
+
+def test_window_body_per_nic_entity() -> None:
+    body = build_window_body(
+        SPECS["vscope.host.net.tx"], LABEL, day_window(date(2024, 5, 1)), ("esx-1",), "5m-avg"
+    )
+
+    assert body["queries"] == [
+        {
+            "metric": "vscope.host.net.tx",
+            "aggregator": "none",
+            "filters": [_datacenter_filter(), _literal("host", "esx-1"), _wildcard("nicname")],
+            "downsample": "5m-avg",
+        }
+    ]
+
+
+def test_window_body_grouped_downsample() -> None:
+    body = build_window_body(
+        SPECS["vscope.vm.cpu.ready"], LABEL, day_window(date(2024, 5, 1)), None, "1h-max"
+    )
+
+    assert body["queries"] == [
+        {
+            "metric": "vscope.vm.cpu.ready",
+            "aggregator": "avg",
+            "filters": [_datacenter_filter(), _wildcard("vm")],
+            "downsample": "1h-max",
+        }
+    ]
+
+
+def test_window_body_rejects_bad_entities() -> None:
+    spec = SPECS["vscope.vm.cpu.ready"]
+    window = day_window(date(2024, 5, 1))
+
+    with pytest.raises(ValueError, match="is empty") as empty:
+        build_window_body(spec, LABEL, window, ())
+    with pytest.raises(ValueError, match="is not a valid") as piped:
+        build_window_body(spec, LABEL, window, ("vm-1|vm-2",))
+
+    assert str(empty.value) == "entities is empty: expected at least one entity name, or None"
+    assert str(piped.value).startswith("vm name 'vm-1|vm-2' is not a valid OpenTSDB tag value")
+
+
+@pytest.mark.parametrize(
+    ("entities", "expected"),
+    [
+        (("vm-7",), f"metric vscope.vm.cpu.ready, datacenter {LABEL}, vm vm-7, from "),
+        (("vm-7", "vm-8"), f"metric vscope.vm.cpu.ready, datacenter {LABEL}, 2 entities, from "),
+    ],
+)
+def test_describe_query_names_entities(entities: tuple[str, ...], expected: str) -> None:
+    body = build_window_body(
+        SPECS["vscope.vm.cpu.ready"], LABEL, day_window(date(2024, 5, 1)), entities
+    )
+
+    assert describe_query(body) == (
+        expected + "2024-05-01T00:00:00.000Z to 2024-05-01T23:59:59.999Z"
+    )

@@ -16,6 +16,11 @@ import orjson
 # than our limit of ..."), short enough that an HTML error page does not flood a log line.
 MAX_SERVER_MESSAGE_CHARS = 300
 
+# OVH's OpenTSDB proxy passes on Warp 10's "FETCH exceeded limit of N datapoints, current count
+# is M" as an HTTP 500. OpenTSDB itself returns 413 with "Sorry, you have attempted to fetch
+# more than our limit of N data points".
+_FETCH_LIMIT = re.compile(r"exceeded limit of|more than our limit of", re.IGNORECASE)
+
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _SCRIPT_OR_STYLE = re.compile(rb"<(script|style)[^>]*>.*?</\1>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(rb"<[^>]+>")
@@ -55,12 +60,35 @@ class OpenTSDBTimeout(OpenTSDBError):
     """No response arrived within the connect or read timeout on every attempt."""
 
 
+class OpenTSDBReadTimeout(OpenTSDBTimeout):
+    """The server accepted the connection but sent no response within the read timeout.
+
+    Unlike a connect timeout, this often means the query is too large to run in time.
+    """
+
+
 class OpenTSDBConnectionError(OpenTSDBError):
     """The connection failed (refused, reset, DNS) on every attempt."""
 
 
 class OpenTSDBDecodeError(OpenTSDBError):
     """A response body that is not the JSON array of series that `/api/query` returns."""
+
+
+class OpenTSDBLimitError(OpenTSDBError):
+    """A query that exceeds a server limit even after splitting it to the smallest unit.
+
+    The smallest unit is the minimum time window and a single entity. The error quotes the
+    last server message; its cause is the error of that last request.
+    """
+
+
+class OpenTSDBGroupingError(OpenTSDBError):
+    """The server merges series that the client must store apart, and no fallback can split them.
+
+    Raised when the server ignores group-by and no expected entities are known, or when
+    even per-entity sub-queries come back merged.
+    """
 
 
 def server_message(content: bytes) -> str:
@@ -109,3 +137,8 @@ def _shorten(message: str) -> str:
     if len(one_line) <= MAX_SERVER_MESSAGE_CHARS:
         return one_line
     return one_line[: MAX_SERVER_MESSAGE_CHARS - 3] + "..."
+
+
+def is_fetch_limit_message(message: str | None) -> bool:
+    """Return whether a server message reports that a query read more data points than allowed."""
+    return message is not None and _FETCH_LIMIT.search(message) is not None
