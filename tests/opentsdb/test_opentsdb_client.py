@@ -24,8 +24,8 @@ from vscope_pipeline.opentsdb.errors import (
     OpenTSDBDecodeError,
     OpenTSDBError,
     OpenTSDBQueryError,
+    OpenTSDBReadTimeout,
     OpenTSDBServerError,
-    OpenTSDBTimeout,
 )
 from vscope_pipeline.opentsdb.planning import build_query_body, day_window
 from vscope_pipeline.retry import RetryPolicy
@@ -68,6 +68,10 @@ class ScriptedServer:
     @property
     def url(self) -> str:
         return self._thread.url
+
+    def bodies(self) -> list[Any]:
+        with self._lock:
+            return [orjson.loads(recorded.body) for recorded in self.requests]
 
     def script(self, *responses: Canned) -> None:
         with self._lock:
@@ -137,7 +141,9 @@ DESCRIPTION = (
     f"metric vscope.vm.cpu.ready, datacenter {LABEL}, "
     "from 2024-05-01T00:00:00.000Z to 2024-05-01T23:59:59.999Z"
 )
-POLICY = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=2.0, jitter=0.5)
+POLICY = RetryPolicy(
+    max_attempts=3, base_delay=0.5, max_delay=2.0, jitter=0.5, max_attempts_on_500=2
+)
 ONE_SERIES = orjson.dumps(
     [
         {
@@ -156,6 +162,8 @@ class _Client:
     def __init__(self, url: str, **options: Any) -> None:
         self.sleeps: list[float] = []
         options.setdefault("timeout", (2.0, 5.0))
+        # Without a rate limit, `sleeps` holds the retry delays only.
+        options.setdefault("rate_limit", None)
         self.client = OpenTSDBClient(
             url,
             Secret(TOKEN),
@@ -289,31 +297,28 @@ STATUS_CASES = [
         id="400-unknown-tag-key",
     ),
     pytest.param(
-        [
-            Canned(
-                413,
-                _error_json(
-                    413,
-                    "Sorry, you have attempted to fetch more than our limit of 10 data "
-                    "points. Please try filtering using more tags or decrease your time range.",
-                ),
-            )
-        ],
-        OpenTSDBQueryError,
-        "POST {url} for {description} returned HTTP 413: Sorry, you have attempted to fetch "
-        "more than our limit of 10 data points. Please try filtering using more tags or "
-        "decrease your time range.. The query exceeded a limit of the server (data points, "
-        "bytes or query time)",
-        [],
-        id="413-limit",
-    ),
-    pytest.param(
-        [Canned(500, _error_json(500, "An internal null pointer exception was thrown"))],
+        [Canned(500, _error_json(500, "An internal null pointer exception was thrown"))] * 2,
         OpenTSDBServerError,
         "POST {url} for {description} returned HTTP 500: An internal null pointer exception "
-        "was thrown. Retry the run later",
-        [],
-        id="500-not-retried",
+        "was thrown; gave up after 2 attempts. Retry the run later",
+        [0.5],
+        id="500-retried-fewer-times",
+    ),
+    pytest.param(
+        [Canned(408, _error_json(408, "Request timed out"))] * 3,
+        OpenTSDBQueryError,
+        "POST {url} for {description} returned HTTP 408: Request timed out; gave up after 3 "
+        "attempts. The server ran out of time or its storage failed: retry the run later",
+        [0.5, 1.0],
+        id="408-retried",
+    ),
+    pytest.param(
+        [Canned(424, _error_json(424, "Storage failure"))] * 3,
+        OpenTSDBQueryError,
+        "POST {url} for {description} returned HTTP 424: Storage failure; gave up after 3 "
+        "attempts. The server ran out of time or its storage failed: retry the run later",
+        [0.5, 1.0],
+        id="424-retried",
     ),
     pytest.param(
         [Canned(501, b"Please use the POST version of queries", content_type="text/plain")],
@@ -419,8 +424,8 @@ def test_read_timeout_after_retries(server: ScriptedServer) -> None:
     server.script(*[Canned(200, ONE_SERIES, delay=0.5)] * 3)
     client = _Client(server.url, timeout=(2.0, 0.1))
 
-    with pytest.raises(OpenTSDBTimeout) as raised:
-        client.fetch()
+    with pytest.raises(OpenTSDBReadTimeout) as raised:
+        client.client.query(build_query_body(SPEC, LABEL, DAY))
 
     port = server.url.rsplit(":", 1)[1]
     assert str(raised.value) == (
@@ -430,6 +435,39 @@ def test_read_timeout_after_retries(server: ScriptedServer) -> None:
         "later, or raise the read timeout"
     )
     assert raised.value.status is None
+    assert client.sleeps == [0.5, 1.0]
+
+
+def _series_body(*points: tuple[int, float]) -> bytes:
+    return orjson.dumps(
+        [
+            {
+                "metric": SPEC.name,
+                "tags": {"datacenter": LABEL, "vm": "vm-101"},
+                "aggregateTags": [],
+                "dps": {str(ts): value for ts, value in points},
+            }
+        ]
+    )
+
+
+def test_read_timeout_splits_day(server: ScriptedServer) -> None:
+    noon = T0 + 43_200_000
+    server.script(
+        *[Canned(200, ONE_SERIES, delay=0.5)] * 3,
+        Canned(200, _series_body((T0, 1.0))),
+        Canned(200, _series_body((noon, 2.0))),
+    )
+    client = _Client(server.url, timeout=(2.0, 0.1))
+
+    result = client.fetch()
+
+    windows = [(body["start"], body["end"]) for body in server.bodies()]
+    assert windows == [(T0, T0 + 86_399_999)] * 3 + [(T0, noon - 1), (noon, T0 + 86_399_999)]
+    assert result.table.column("value").to_pylist() == [1.0, 2.0]
+    assert result.stats.requests == 5
+    assert result.stats.retries == 2
+    assert result.stats.splits == 1
     assert client.sleeps == [0.5, 1.0]
 
 

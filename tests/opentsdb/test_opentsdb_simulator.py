@@ -15,11 +15,7 @@ import requests
 from vscope_pipeline.catalog import BUILTIN_METRICS
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.opentsdb.client import MetricDayResult, OpenTSDBClient
-from vscope_pipeline.opentsdb.errors import (
-    OpenTSDBAuthError,
-    OpenTSDBQueryError,
-    OpenTSDBTimeout,
-)
+from vscope_pipeline.opentsdb.errors import OpenTSDBAuthError
 from vscope_pipeline.opentsdb.planning import day_window
 from vscope_pipeline.retry import RetryPolicy
 from vscope_pipeline.secrets import Secret
@@ -117,6 +113,8 @@ def server(simulator: OpenTsdbServer) -> Iterator[OpenTsdbServer]:
 def _client(server: OpenTsdbServer, sleeps: list[float], **options: Any) -> OpenTSDBClient:
     options.setdefault("timeout", (2.0, 5.0))
     options.setdefault("token", Secret(TOKEN))
+    # Without a rate limit, `sleeps` holds the retry delays only.
+    options.setdefault("rate_limit", None)
     return OpenTSDBClient(
         server.url,
         retry_policy=RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=2.0, jitter=0.5),
@@ -233,28 +231,3 @@ def test_forced_429_and_502_are_retried(server: OpenTsdbServer) -> None:
     assert result.stats.requests == 3
     assert result.table.num_rows == 5
     assert sleeps == [2.0, 1.0]
-
-
-def test_data_point_limit_is_query_error(server: OpenTsdbServer) -> None:
-    server.faults.max_data_points = 2
-
-    with pytest.raises(OpenTSDBQueryError) as raised:
-        _fetch(server)
-
-    assert raised.value.status == 413
-    assert str(raised.value.server_message).startswith(
-        "Sorry, you have attempted to fetch more than our limit of 2 data points."
-    )
-
-
-def test_slow_server_times_out(server: OpenTsdbServer) -> None:
-    server.faults.delay_s = 0.3
-    sleeps: list[float] = []
-
-    with (
-        _client(server, sleeps, timeout=(2.0, 0.1)) as client,
-        pytest.raises(OpenTSDBTimeout, match=r"gave up after 3 attempts"),
-    ):
-        client.fetch_metric_day(VM_CPU, SERVICE, DC1, DAY)
-
-    assert sleeps == [0.5, 1.0]
