@@ -40,7 +40,13 @@ class QueryUnit:
 
 
 def is_too_large(error: OpenTSDBError) -> bool:
-    """Return whether a failed query may succeed once split into smaller ones."""
+    """Return whether a failed query may succeed once split into smaller ones.
+
+    NOTE: a server that accepts connections but never responds also gives read timeouts.
+    The client then spends the retries and the read timeout on each of about 7 time levels
+    and a few entity levels before it raises (about 70 minutes with the default policy and
+    a 120 s read timeout).
+    """
     if isinstance(error, OpenTSDBReadTimeout):
         return True
     if error.status == 413:
