@@ -312,7 +312,7 @@ def test_simulate_serves_until_sigterm(data_dir):
     try:
         lines = _lines_until(process.stdout, "Press Ctrl-C to stop.", STARTUP_TIMEOUT)
 
-        assert len(lines) == 10, lines
+        assert len(lines) == 11, lines
         ovh = re.fullmatch(r"OVH APIv6:  (http://127\.0\.0\.1:\d+/1\.0)", lines[0])
         tsdb = re.fullmatch(r"OpenTSDB:   (http://127\.0\.0\.1:\d+)/api/query", lines[1])
         assert ovh is not None, lines[0]
@@ -326,6 +326,7 @@ def test_simulate_serves_until_sigterm(data_dir):
             f"  export OVH_APPLICATION_SECRET={credentials.application_secret}",
             f"  export OVH_CONSUMER_KEY={credentials.consumer_key}",
             f"  export VSCOPE_SERVICE_NAMES={SERVICE}",
+            "  export VSCOPE_OPENTSDB_RATE_LIMIT=1000",
             "Press Ctrl-C to stop.",
         ]
 

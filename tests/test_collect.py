@@ -3,6 +3,7 @@
 import datetime as dt
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import pyarrow as pa
@@ -70,13 +71,20 @@ class FakeOpenTSDB:
         self.calls: list[tuple[str, str, str, dt.date]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.expected: dict[tuple[str, str], frozenset[str]] = {}
         self._lock = threading.Lock()
 
     def fetch_metric_day(
-        self, spec: MetricSpec, service_name: str, datacenter_label: str, day: dt.date
+        self,
+        spec: MetricSpec,
+        service_name: str,
+        datacenter_label: str,
+        day: dt.date,
+        expected_entities: Collection[str] = (),
     ) -> MetricDayResult:
         with self._lock:
             self.calls.append((spec.name, service_name, datacenter_label, day))
+            self.expected[(spec.name, datacenter_label)] = frozenset(expected_entities)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -144,6 +152,7 @@ def test_partitions_written_per_metric(tmp_path):
             rows=6,
             series=3,
             requests=2,
+            points=8,
             dropped_points=2,
             bytes_received=2000,
             file_bytes=_file_size(tmp_path, CPU),
@@ -155,6 +164,7 @@ def test_partitions_written_per_metric(tmp_path):
             rows=6,
             series=3,
             requests=2,
+            points=8,
             dropped_points=2,
             bytes_received=2000,
             file_bytes=_file_size(tmp_path, MEM),
@@ -188,6 +198,10 @@ def test_missing_entities_reported_by_name(tmp_path):
         [f"{DC1}/host-2.example"],
     ]
     assert [report.rows for report in reports] == [2, 2]
+    # Each datacenter's fetch is told its own entities of the metric's kind.
+    assert client.expected[(CPU.name, DC1)] == frozenset({"vm-101", "vm-102"})
+    assert client.expected[(CPU.name, DC2)] == frozenset({"vm-201"})
+    assert client.expected[(NET_TX.name, DC1)] == frozenset({"host-1.example", "host-2.example"})
 
 
 def test_empty_answer_replaces_stale_partition(tmp_path):

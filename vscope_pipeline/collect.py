@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,12 @@ class MetricDayFetcher(Protocol):
     """The part of `OpenTSDBClient` that `collect_day` calls, from several threads at once."""
 
     def fetch_metric_day(
-        self, spec: MetricSpec, service_name: str, datacenter_label: str, day: dt.date
+        self,
+        spec: MetricSpec,
+        service_name: str,
+        datacenter_label: str,
+        day: dt.date,
+        expected_entities: Collection[str] = (),
     ) -> MetricDayResult: ...
 
 
@@ -53,6 +58,10 @@ class MetricDayReport:
     rows: int = 0
     series: int = 0
     requests: int = 0
+    retries: int = 0
+    splits: int = 0
+    fallback_requests: int = 0
+    points: int = 0
     dropped_points: int = 0
     bytes_received: int = 0
     file_bytes: int = 0
@@ -85,6 +94,8 @@ def _submit(
             target.service_name,
             target.datacenter_label,
             day,
+            # Needed only when the server does not group by entity and each is asked for.
+            target.expected_entities.get(spec.entity_kind, frozenset()),
         )
         for target in targets
     ]
@@ -103,6 +114,10 @@ def _write_metric_day(
     for result in results:
         report.series += result.stats.series
         report.requests += result.stats.requests
+        report.retries += result.stats.retries
+        report.splits += result.stats.splits
+        report.fallback_requests += result.stats.fallback_requests
+        report.points += result.stats.points
         report.dropped_points += result.stats.dropped_points
         report.bytes_received += result.stats.bytes_received
 

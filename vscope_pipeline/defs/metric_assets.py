@@ -81,12 +81,13 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
 
         def log_metric(report: MetricDayReport) -> None:
             context.log.info(
-                "%s %s: %d rows, %d series, %d request(s), %d dropped points%s",
+                "%s %s: %d rows, %d series, %d request(s), %d retries, %d dropped points%s",
                 report.day,
                 report.metric,
                 report.rows,
                 report.series,
                 report.requests,
+                report.retries,
                 report.dropped_points,
                 f", missing {len(report.missing_entities)}: {report.missing_entities[:10]}"
                 if report.missing_entities
@@ -101,6 +102,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 targets,
                 opentsdb.client_for,
                 settings.data_dir,
+                max_workers=settings.opentsdb_tuning.max_concurrency,
                 on_metric_done=log_metric,
             )
 
@@ -113,7 +115,11 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 "last_day": days[-1].isoformat(),
                 "metrics": len(catalog),
                 "series": sum(r.series for r in reports),
+                "points": sum(r.points for r in reports),
                 "requests": sum(r.requests for r in reports),
+                "retries": sum(r.retries for r in reports),
+                "splits": sum(r.splits for r in reports),
+                "fallback_requests": sum(r.fallback_requests for r in reports),
                 "dropped_points": sum(r.dropped_points for r in reports),
                 "bytes_received": sum(r.bytes_received for r in reports),
                 "file_bytes": sum(r.file_bytes for r in reports),

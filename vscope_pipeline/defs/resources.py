@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 
 import dagster as dg
 import ovh
@@ -19,9 +20,13 @@ from vscope_pipeline.opentsdb.client import OpenTSDBClient
 from vscope_pipeline.ovh.client import build_ovh_client
 from vscope_pipeline.ovh.inventory import InventorySnapshot, snapshot_inventory
 from vscope_pipeline.ovh.token import MetricsToken, fetch_metrics_token, find_user_id
+from vscope_pipeline.secrets import Secret
 from vscope_pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+# A TCP connection that takes longer than this to open is not coming.
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 class VScopeSettingsResource(dg.ConfigurableResource):
@@ -89,13 +94,27 @@ class OpenTSDBResource(dg.ConfigurableResource):
         with self._lock:
             if service_name not in self._clients:
                 settings = self.ovh_api.config.settings
+                refresh_token: Callable[[], Secret] | None = None
                 if settings.opentsdb_url and settings.opentsdb_token:
                     url, token = settings.opentsdb_url, settings.opentsdb_token
                 else:
                     metrics_token = self.ovh_api.metrics_token(service_name)
                     url, token = metrics_token.opentsdb_endpoint, metrics_token.token
+
+                    def refresh_token() -> Secret:
+                        return self.ovh_api.metrics_token(service_name).token
+
+                tuning = settings.opentsdb_tuning
                 log.info("OpenTSDB endpoint for %s: %s", service_name, url)
-                self._clients[service_name] = OpenTSDBClient(url, token)
+                self._clients[service_name] = OpenTSDBClient(
+                    url,
+                    token,
+                    timeout=(CONNECT_TIMEOUT_SECONDS, tuning.read_timeout),
+                    max_concurrency=tuning.max_concurrency,
+                    rate_limit=tuning.rate_limit,
+                    downsample=tuning.downsample,
+                    refresh_token=refresh_token,
+                )
             return self._clients[service_name]
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
