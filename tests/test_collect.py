@@ -150,6 +150,8 @@ def test_partitions_written_per_metric(tmp_path):
             metric=CPU.name,
             day=DAY,
             rows=6,
+            entities_expected=3,
+            entities_received=3,
             series=3,
             requests=2,
             points=8,
@@ -162,6 +164,8 @@ def test_partitions_written_per_metric(tmp_path):
             metric=MEM.name,
             day=DAY,
             rows=6,
+            entities_expected=3,
+            entities_received=3,
             series=3,
             requests=2,
             points=8,
@@ -198,6 +202,7 @@ def test_missing_entities_reported_by_name(tmp_path):
         [f"{DC1}/host-2.example"],
     ]
     assert [report.rows for report in reports] == [2, 2]
+    assert [(r.entities_expected, r.entities_received) for r in reports] == [(3, 1), (2, 1)]
     # Each datacenter's fetch is told its own entities of the metric's kind.
     assert client.expected[(CPU.name, DC1)] == frozenset({"vm-101", "vm-102"})
     assert client.expected[(CPU.name, DC2)] == frozenset({"vm-201"})

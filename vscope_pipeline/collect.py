@@ -56,6 +56,9 @@ class MetricDayReport:
     metric: str
     day: dt.date
     rows: int = 0
+    # Entities the inventory lists for this metric's kind, and those that sent a series.
+    entities_expected: int = 0
+    entities_received: int = 0
     series: int = 0
     requests: int = 0
     retries: int = 0
@@ -122,8 +125,11 @@ def _write_metric_day(
         report.bytes_received += result.stats.bytes_received
 
     received = _series_keys(table)
+    report.entities_received = len(received)
     for target in targets:
-        for entity in sorted(target.expected_entities.get(spec.entity_kind, ())):
+        expected = target.expected_entities.get(spec.entity_kind, frozenset())
+        report.entities_expected += len(expected)
+        for entity in sorted(expected):
             key = f"{target.datacenter_label}/{entity}"
             if key not in received:
                 report.missing_entities.append(key)

@@ -194,3 +194,24 @@ def test_bad_settings_fail_before_any_request(tmp_path, monkeypatch):
         assert simulator.ovh_server.server.counters.count() == 0
         assert simulator.opentsdb_server.server.counters.snapshot().requests == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_metric_metadata_reports_completeness(ingested):
+    run_id = ingested.outcomes[0].run_id
+    materializations = {
+        record.asset_materialization.asset_key.to_user_string(): record.asset_materialization
+        for record in ingested.instance.all_logs(run_id)
+        if record.asset_materialization is not None
+    }
+    vm = materializations["metrics/vm_metric_points"].metadata
+    # 13 documented VM metrics and the extra one, over both datacenters.
+    assert vm["metrics"].value == 14
+    assert vm["requests"].value == 28
+    assert vm["retries"].value == 0
+    assert vm["missing_series"].value == 0
+    assert vm["days"].value == 1
+    table = vm["per_metric"].value
+    assert "| entities expected | entities received |" in table
+    host = materializations["metrics/host_metric_points"].metadata
+    # Two host metrics have one series per host, four have one per NIC: 6 * (2 + 4 * 4).
+    assert host["series"].value == 108

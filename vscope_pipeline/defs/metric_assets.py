@@ -34,13 +34,16 @@ def metric_asset_key(kind: EntityKind) -> dg.AssetKey:
 
 
 def _report_table(reports: list[MetricDayReport]) -> str:
+    """Return one Markdown row per metric-day partition, the grain of completeness."""
     lines = [
-        "| day | metric | rows | series | requests | missing |",
-        "|---|---|---:|---:|---:|---:|",
+        "| day | metric | entities expected | entities received | series | points | dropped "
+        "| requests | retries | bytes | missing |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     lines += [
-        f"| {r.day} | {r.metric} | {r.rows} | {r.series} | {r.requests} "
-        f"| {len(r.missing_entities)} |"
+        f"| {r.day} | {r.metric} | {r.entities_expected} | {r.entities_received} | {r.series} "
+        f"| {r.rows} | {r.dropped_points} | {r.requests} | {r.retries} | {r.bytes_received} "
+        f"| {', '.join(r.missing_entities[:5])}{' ...' if len(r.missing_entities) > 5 else ''} |"
         for r in reports
     ]
     return "\n".join(lines)
@@ -81,11 +84,14 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
 
         def log_metric(report: MetricDayReport) -> None:
             context.log.info(
-                "%s %s: %d rows, %d series, %d request(s), %d retries, %d dropped points%s",
+                "%s %s: %d/%d entities, %d series, %d rows, %d request(s), %d retries, "
+                "%d dropped points%s",
                 report.day,
                 report.metric,
-                report.rows,
+                report.entities_received,
+                report.entities_expected,
                 report.series,
+                report.rows,
                 report.requests,
                 report.retries,
                 report.dropped_points,
