@@ -1,6 +1,6 @@
 """Fetch every metric of one UTC day for a set of datacenters and write its lake partitions.
 
-A metric-day partition holds the series of every selected datacenter, so it is written once,
+A metric-day partition contains the series of every selected datacenter, so it is written once,
 after all its datacenters are fetched: either the whole day lands or the previous file stays.
 Re-running a day rewrites the same partitions with the same content, which makes it safe.
 """

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from vscope_pipeline.collect import DatacenterTarget
 from vscope_pipeline.lake.layout import latest_inventory_file
 
-# Inventory table, and its column that holds the value of the entity's metric tag.
+# Inventory table, and its column that contains the value of the entity's metric tag.
 _ENTITY_COLUMNS = {"vm": ("vms", "mo_ref"), "host": ("hosts", "name"), "filer": ("filers", "name")}
 
 

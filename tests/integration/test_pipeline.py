@@ -62,7 +62,7 @@ def test_inventory_tables(ingested):
         table: _query(ingested, f"SELECT count(*) FROM {table}")[0][0]
         for table in ("datacenters", "filers", "hosts", "vms")
     }
-    # 60 VMs less the one deleted yesterday noon and the one listed but answering 404.
+    # 60 VMs less the one deleted yesterday noon and the one listed but returning 404.
     assert counts == {"datacenters": 2, "filers": 5, "hosts": 6, "vms": 58}
     global_filers = _query(
         ingested, "SELECT count(*) FROM filers WHERE datacenter_id IS NULL AND is_global"
