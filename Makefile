@@ -42,5 +42,9 @@ demo: venv $(DAGSTER_HOME)/dagster.yaml
 dev: venv $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/vscope-pipeline dev
 
+# Throughput, memory and request figures on a simulated 500-VM day; see docs/benchmarks.md.
+bench: venv
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .tools $(DAGSTER_HOME)

@@ -1,0 +1,179 @@
+"""Benchmark the metrics path on one simulated day of a 500-VM fleet.
+
+    python -m bench [--vm-count 500] [--repeat 3] [--markdown]
+
+Steps, all on 127.0.0.1:
+1. start the simulator (OVH APIv6 and OpenTSDB) for the fleet;
+2. run the pipeline's `collect_day` for the whole day (20 metrics, both datacenters) in a
+   child process, for its wall time, peak memory and request count;
+3. fetch the 13 VM metrics of each datacenter once more and save the bodies to a temporary
+   folder, then stop the simulator;
+4. replay those bodies: JSON parsing alone (the floor), the pipeline's decode, its decode and
+   write in one thread and with the pipeline's threads, and a json + pandas baseline.
+
+It prints each figure with its target and whether it is met. The targets are informational:
+the exit status is 0 whatever the times, and 1 only when a step fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.day import (
+    ANCHOR_DAY,
+    BENCH_DAY,
+    DEFAULT_VM_COUNT,
+    load_metric_days,
+    per_entity_requests,
+    save_response_bodies,
+    total_bytes,
+)
+from bench.day_run import DayRun, DayRunError, run_day_in_child
+from bench.machine import describe_machine
+from bench.replay import (
+    DECODE,
+    ONE_THREAD,
+    PIPELINE_THREADS,
+    ReplayError,
+    ReplayTimes,
+    time_replay,
+)
+from bench.report import Figure, rate, render_markdown, render_text
+from vscope_pipeline.catalog import BUILTIN_METRICS, metrics_of_kind
+from vscope_pipeline.opentsdb.errors import OpenTSDBError
+from vscope_pipeline.opentsdb.planning import day_window
+from vscope_pipeline.simulator.fleet import Fleet
+from vscope_pipeline.simulator.runner import running_simulator
+
+log = logging.getLogger("bench")
+
+# Targets, all informational.
+MAX_FLOOR_RATIO = 2.0
+MIN_BASELINE_SPEEDUP = 4.0
+MAX_PEAK_RSS_MIB = 1536
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Benchmark the metrics path on a simulated day."
+    )
+    parser.add_argument(
+        "--vm-count", type=int, default=DEFAULT_VM_COUNT, help="VMs in the simulated fleet"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of the replay steps; the fastest is kept"
+    )
+    parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    # The simulator logs each server start; the benchmark's own progress lines are enough.
+    logging.getLogger("vscope_pipeline").setLevel(logging.WARNING)
+
+    try:
+        figures = run(args.vm_count, args.repeat)
+    except (DayRunError, ReplayError, OpenTSDBError, OSError) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+
+    machine = describe_machine()
+    print(render_text(figures))
+    print()
+    print("\n".join(f"{key}: {value}" for key, value in machine.items()))
+    if args.markdown:
+        print()
+        print(render_markdown(figures, machine))
+    return 0
+
+
+def run(vm_count: int, repeat: int) -> list[Figure]:
+    """Run every step and return the figures, replay first."""
+    vm_specs = metrics_of_kind(BUILTIN_METRICS, "vm")
+    with tempfile.TemporaryDirectory(prefix="vscope-bench-") as temporary:
+        work = Path(temporary)
+        log.info("starting the simulator with %d VMs", vm_count)
+        with running_simulator(anchor_day=ANCHOR_DAY, vm_count=vm_count) as simulator:
+            fleet = simulator.fleet
+            log.info("running the whole day %s in a child process", BENCH_DAY)
+            day = run_day_in_child(simulator, work / "day-lake", vm_count, BENCH_DAY)
+            log.info("saving the response bodies of %d VM metrics", len(vm_specs))
+            saved = save_response_bodies(
+                simulator.opentsdb_url,
+                simulator.credentials.metrics_token,
+                fleet,
+                vm_specs,
+                BENCH_DAY,
+                work / "bodies",
+            )
+        days = load_metric_days(saved)
+        body_bytes = total_bytes(days)
+        log.info("replaying %.0f MB of response bodies", body_bytes / 1e6)
+        replay = time_replay(days, fleet.service_name, day_window(BENCH_DAY), work, repeat)
+    return replay_figures(replay, len(saved), body_bytes) + day_figures(day, fleet)
+
+
+def replay_figures(replay: ReplayTimes, bodies: int, body_bytes: int) -> list[Figure]:
+    points, floor = replay.points, replay.floor
+    figures = [
+        Figure(
+            "replayed bodies (VM metrics x datacenters)",
+            f"{bodies} bodies, {body_bytes / 1e6:.0f} MB, {points:,} points",
+        )
+    ]
+    figures += [
+        Figure(f"JSON parse floor: {name}", rate(points, seconds))
+        for name, seconds in replay.parsers.items()
+    ]
+    decode = replay.steps[DECODE]
+    figures.append(Figure(DECODE, f"{rate(points, decode)}, {decode / floor:.2f}x floor"))
+    for name in (ONE_THREAD, PIPELINE_THREADS):
+        seconds = replay.steps[name]
+        figures.append(
+            Figure(
+                f"{name}: vs floor",
+                f"{rate(points, seconds)}, {seconds / floor:.2f}x {replay.floor_parser}",
+                f"<= {MAX_FLOOR_RATIO:g}x",
+                seconds / floor <= MAX_FLOOR_RATIO,
+            )
+        )
+        figures.append(
+            Figure(
+                f"{name}: vs json+pandas",
+                f"{replay.baseline / seconds:.1f}x faster ({replay.baseline:.2f} s)",
+                f">= {MIN_BASELINE_SPEEDUP:g}x",
+                replay.baseline / seconds >= MIN_BASELINE_SPEEDUP,
+            )
+        )
+    return figures
+
+
+def day_figures(day: DayRun, fleet: Fleet) -> list[Figure]:
+    grouped = day.server_requests / len(fleet.datacenters)
+    per_entity = per_entity_requests(fleet, BUILTIN_METRICS)
+    nic_metrics = sum(spec.per_nic for spec in BUILTIN_METRICS)
+    max_grouped = len(BUILTIN_METRICS) + nic_metrics
+    return [
+        Figure(
+            "requests per datacenter-day",
+            f"{grouped:g} grouped, {per_entity:,.0f} per entity",
+            f"<= {max_grouped} ({len(BUILTIN_METRICS)} metrics + {nic_metrics} per NIC)",
+            grouped <= max_grouped,
+        ),
+        Figure(
+            "peak RSS of the day (child process)",
+            f"{day.peak_rss_mib:,.0f} MiB",
+            f"< {MAX_PEAK_RSS_MIB} MiB",
+            day.peak_rss_mib < MAX_PEAK_RSS_MIB,
+        ),
+        Figure(
+            "day over loopback (20 metrics, simulator included)",
+            f"{day.seconds:.1f} s, {day.rows:,} rows, {day.missing_entities} missing",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
