@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -157,11 +158,16 @@ def collect_day(
     """
     reports = []
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="opentsdb") as pool:
-        pending = [(spec, _submit(spec, day, targets, client_for, pool)) for spec in catalog]
+        pending = deque((spec, _submit(spec, day, targets, client_for, pool)) for spec in catalog)
         try:
-            for spec, futures in pending:
+            while pending:
+                # Popping drops the queue's reference to a written metric's tables, so a day
+                # holds in memory only the metrics fetched but not yet written.
+                spec, futures = pending.popleft()
                 results = [future.result() for future in futures]
+                del futures
                 report = _write_metric_day(spec, day, targets, results, data_dir)
+                del results
                 reports.append(report)
                 if on_metric_done is not None:
                     on_metric_done(report)
