@@ -146,8 +146,8 @@ def decode_and_write_threaded(
     """Decode and write with the thread layout of `collect.collect_day`.
 
     Every decode is queued at once on a pool of `DEFAULT_MAX_WORKERS` threads, and the
-    calling thread writes each metric's partition as soon as its datacenters are decoded.
-    Unlike `collect_day`, it drops each metric's tables once they are written.
+    calling thread writes each metric's partition as soon as its datacenters are decoded,
+    then drops its tables.
     """
     rows = 0
     with ThreadPoolExecutor(max_workers=DEFAULT_MAX_WORKERS) as pool:
