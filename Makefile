@@ -25,11 +25,11 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 lint: venv
-	$(BIN)/ruff check vscope_pipeline tests
-	$(BIN)/ruff format --check vscope_pipeline tests
+	$(BIN)/ruff check vscope_pipeline tests bench
+	$(BIN)/ruff format --check vscope_pipeline tests bench
 
 typecheck: venv
-	$(BIN)/mypy vscope_pipeline
+	$(BIN)/mypy vscope_pipeline bench
 
 pytest: venv
 	$(BIN)/pytest
