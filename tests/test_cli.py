@@ -1,5 +1,6 @@
 """The `vscope-pipeline` command: sql, argument and settings errors, simulate, demo summary."""
 
+import contextlib
 import datetime as dt
 import errno
 import os
@@ -19,7 +20,7 @@ import pytest
 import requests
 
 from vscope_pipeline.catalog import BUILTIN_METRICS
-from vscope_pipeline.cli import main
+from vscope_pipeline.cli import _start_simulator, main
 from vscope_pipeline.demo import EXAMPLE_QUERIES, render_summary
 from vscope_pipeline.lake.layout import inventory_partition_dir, metric_partition_dir
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
@@ -38,6 +39,8 @@ DC1 = f"{SERVICE}_datacenter1"
 DAY = dt.date(2026, 11, 19)
 # Seconds the simulate subprocess gets to print its URLs, and then to exit after SIGTERM.
 STARTUP_TIMEOUT = 30.0
+# Seconds `dagster dev` gets to serve its UI; it starts a code server first.
+DEV_STARTUP_TIMEOUT = 150.0
 STOP_TIMEOUT = 5.0
 
 
@@ -245,10 +248,9 @@ def test_ingest_without_keys_lists_them(data_dir, tmp_path, capsys):
 
     captured = capsys.readouterr()
     assert captured.err == (
-        "error: invalid configuration (3 problems):\n"
-        f"  - OVH_APPLICATION_KEY is missing: {KEYS_HELP}\n"
-        f"  - OVH_APPLICATION_SECRET is missing: {KEYS_HELP}\n"
-        f"  - OVH_CONSUMER_KEY is missing: {KEYS_HELP}\n"
+        "error: invalid configuration (1 problem):\n"
+        "  - OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET, OVH_CONSUMER_KEY are missing: "
+        f"{KEYS_HELP}\n"
     )
     assert "Traceback" not in captured.err
     assert captured.out == ""
@@ -477,4 +479,72 @@ def test_demo_summary_text(data_dir):
             "",
             *sections,
         ]
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _processes() -> list[tuple[int, str, int, int]]:
+    """Return (pid, state, parent pid, process group) of every process, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                found.append((int(entry.name), fields[0], int(fields[1]), int(fields[2])))
+    return found
+
+
+def _group_alive(group: int) -> bool:
+    # A killed process stays a zombie until its new parent reaps it; it runs no code.
+    return any(pgrp == group and state != "Z" for _, state, _, pgrp in _processes())
+
+
+def test_dev_stops_whole_dagster_on_sigterm(data_dir, monkeypatch):
+    port = _free_port()
+    monkeypatch.setenv("DAGSTER_HOME", str(data_dir / "dagster_home"))
+    repository = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "vscope_pipeline.cli", "dev", "--port", str(port)]
+    process = subprocess.Popen(
+        command, cwd=repository, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + DEV_STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.ConnectionError):
+                requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"the Dagster UI did not answer on port {port}")
+        dagster_group = _dagster_dev_group(process.pid)
+
+        process.send_signal(signal.SIGTERM)
+
+        assert process.wait(timeout=30) == 0
+        assert not _group_alive(dagster_group)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _dagster_dev_group(parent: int) -> int:
+    """Return the process group of the `dagster dev` child of `parent`."""
+    groups = [pgrp for _, _, ppid, pgrp in _processes() if ppid == parent]
+    assert groups, f"no child process of {parent}"
+    return groups[0]
+
+
+def test_simulator_notes_replaced_settings(data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("OVH_ENDPOINT", "ftp://x")
+    with contextlib.ExitStack() as stack:
+        _start_simulator(stack)
+        assert os.environ["OVH_ENDPOINT"].startswith("http://127.0.0.1:")
+    assert os.environ["OVH_ENDPOINT"] == "ftp://x"
+    assert capsys.readouterr().out.startswith(
+        "note: --simulator replaces OVH_ENDPOINT from the environment\n"
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack, suppress
@@ -56,22 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser(
         "ingest", help="ingest an inclusive range of UTC days through Dagster"
     )
-    ingest.add_argument("--from", dest="first", type=_day, required=True, help="first UTC day")
-    ingest.add_argument("--to", dest="last", type=_day, required=True, help="last UTC day")
+    ingest.add_argument(
+        "--from", dest="first", type=_day, required=True, help="first UTC day, YYYY-MM-DD"
+    )
+    ingest.add_argument(
+        "--to", dest="last", type=_day, required=True, help="last UTC day, YYYY-MM-DD"
+    )
     ingest.add_argument(
         "--simulator",
         action="store_true",
         help="run against the embedded simulator on 127.0.0.1 instead of OVHcloud",
     )
     ingest.add_argument(
-        "--days-per-run", type=_positive, default=7, help="days fetched by one Dagster run"
+        "--days-per-run",
+        type=_positive,
+        default=7,
+        help="days fetched by one Dagster run (default %(default)s)",
     )
 
     sql = commands.add_parser("sql", help="run a read-only SQL query on the DuckDB file")
     sql.add_argument(
         "query", help="the SQL statement; of several, the last one's result is printed"
     )
-    sql.add_argument("--max-rows", type=_positive, default=50, help="rows printed at most")
+    sql.add_argument(
+        "--max-rows", type=_positive, default=50, help="rows printed at most (default %(default)s)"
+    )
 
     simulate = commands.add_parser(
         "simulate", help="run the simulator alone until Ctrl-C or SIGTERM"
@@ -85,17 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=4242,
         help="OpenTSDB port on 127.0.0.1 (0: any free port)",
     )
-    simulate.add_argument("--vm-count", type=_positive, default=60, help="VMs in the fleet")
+    simulate.add_argument(
+        "--vm-count", type=_positive, default=60, help="VMs in the fleet (default %(default)s)"
+    )
 
     dev = commands.add_parser(
         "dev", help="open the Dagster web UI (dagster dev) against the simulator"
     )
-    dev.add_argument("--port", type=_port, default=3000, help="web UI port on 127.0.0.1")
+    dev.add_argument(
+        "--port", type=_port, default=3000, help="web UI port on 127.0.0.1 (default %(default)s)"
+    )
 
     demo = commands.add_parser(
-        "demo", help="ingest the last 2 complete days from the simulator and print a summary"
+        "demo",
+        help="ingest the last 2 complete days from the simulator and print a summary",
     )
-    demo.add_argument("--days", type=_positive, default=2, help="complete days to ingest")
+    demo.add_argument(
+        "--days", type=_positive, default=2, help="complete days to ingest (default %(default)s)"
+    )
     return parser
 
 
@@ -151,7 +169,11 @@ def _start_simulator(stack: ExitStack) -> None:
     from vscope_pipeline.simulator.runner import running_simulator
 
     simulator = stack.enter_context(running_simulator())
-    stack.enter_context(environment(simulator.environment()))
+    overrides = simulator.environment()
+    replaced = sorted(name for name in overrides if os.environ.get(name))
+    if replaced:
+        print(f"note: --simulator replaces {', '.join(replaced)} from the environment")
+    stack.enter_context(environment(overrides))
     print(f"simulator: OVH APIv6 {simulator.ovh_endpoint}, OpenTSDB {simulator.opentsdb_url}")
 
 
@@ -271,17 +293,51 @@ def _cmd_dev(args: argparse.Namespace) -> int:
             flush=True,
         )
         # dagster dev runs in DAGSTER_HOME so that it finds its instance file there, not the
-        # repository's copy in the current folder.
-        child = subprocess.Popen(command, cwd=home)
-        # A SIGTERM to this command is passed on as the Ctrl-C that dagster dev handles, so
-        # its web server, daemon and code server stop with it instead of being orphaned.
-        previous = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGINT))
-        try:
-            while True:
-                with suppress(KeyboardInterrupt):
-                    return child.wait()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        # repository's copy in the current folder. It gets a process group of its own so that a
+        # stop reaches its web server, daemon and code servers too.
+        child = subprocess.Popen(command, cwd=home, start_new_session=True)
+        return _wait_for_dagster_dev(child)
+
+
+# Seconds dagster dev gets to stop after Ctrl-C before SIGTERM, then before SIGKILL. It
+# stops its daemon at once but, in Dagster 1.13, can leave its web server and code server
+# running for half a minute or more.
+DEV_STOP_TERM_AFTER_SECONDS = 5.0
+DEV_STOP_GRACE_SECONDS = 12.0
+
+
+def _wait_for_dagster_dev(child: subprocess.Popen[bytes]) -> int:
+    """Wait for dagster dev; on Ctrl-C or SIGTERM, stop its whole process group."""
+    stop_requested: list[float] = []
+
+    def request_stop(signum: int, frame: object) -> None:
+        if not stop_requested:
+            stop_requested.append(time.monotonic())
+        with suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGINT)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while child.poll() is None:
+            with suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=1)
+            waited = time.monotonic() - stop_requested[0] if stop_requested else 0.0
+            if len(stop_requested) == 1 and waited > DEV_STOP_TERM_AFTER_SECONDS:
+                # dagster dev's web server can linger after Ctrl-C; SIGTERM ends it.
+                stop_requested.append(waited)
+                with suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGTERM)
+            if waited > DEV_STOP_GRACE_SECONDS:
+                log.warning(
+                    "dagster dev did not stop within %.0f s: killing it", DEV_STOP_GRACE_SECONDS
+                )
+                with suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stop_requested else child.returncode
 
 
 _COMMANDS = {
@@ -308,6 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our output went away (`vscope-pipeline sql ... | head`): stop quietly.
+        # Python would otherwise report the failed flush of stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

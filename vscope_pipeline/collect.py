@@ -70,6 +70,9 @@ class MetricDayReport:
     bytes_received: int = 0
     file_bytes: int = 0
     missing_entities: list[str] = field(default_factory=list)
+    # Entities that sent a series but are not in the inventory snapshot: deleted since, or
+    # listed by APIv6 but not found on GET.
+    unexpected_entities: list[str] = field(default_factory=list)
 
 
 def _series_keys(table: pa.Table) -> set[str]:
@@ -127,13 +130,13 @@ def _write_metric_day(
 
     received = _series_keys(table)
     report.entities_received = len(received)
+    expected_keys: set[str] = set()
     for target in targets:
         expected = target.expected_entities.get(spec.entity_kind, frozenset())
         report.entities_expected += len(expected)
-        for entity in sorted(expected):
-            key = f"{target.datacenter_label}/{entity}"
-            if key not in received:
-                report.missing_entities.append(key)
+        expected_keys.update(f"{target.datacenter_label}/{entity}" for entity in expected)
+    report.missing_entities = sorted(expected_keys - received)
+    report.unexpected_entities = sorted(received - expected_keys)
 
     written = write_partition(table, metric_partition_dir(data_dir, spec.name, day))
     report.file_bytes = written.bytes_written

@@ -137,13 +137,18 @@ def _load_ovh(environ: Mapping[str, str], problems: list[str]) -> OvhCredentials
             if not given:
                 problems.append(f"{name} is missing: set it with the service account's value")
     else:
-        for name, given in (
-            ("OVH_APPLICATION_KEY", application_key),
-            ("OVH_APPLICATION_SECRET", application_secret),
-            ("OVH_CONSUMER_KEY", consumer_key),
-        ):
-            if not given:
-                problems.append(f"{name} is missing: {_KEYS_HELP}")
+        missing = [
+            name
+            for name, given in (
+                ("OVH_APPLICATION_KEY", application_key),
+                ("OVH_APPLICATION_SECRET", application_secret),
+                ("OVH_CONSUMER_KEY", consumer_key),
+            )
+            if not given
+        ]
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            problems.append(f"{', '.join(missing)} {verb} missing: {_KEYS_HELP}")
 
     def secret(text: str | None) -> Secret | None:
         return Secret(text) if text else None

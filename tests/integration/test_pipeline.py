@@ -209,9 +209,39 @@ def test_metric_metadata_reports_completeness(ingested):
     assert vm["requests"].value == 28
     assert vm["retries"].value == 0
     assert vm["missing_series"].value == 0
+    fleet = ingested.simulator.fleet
+    not_inventoried = sorted(
+        f"{fleet.datacenter(v.datacenter_id).label}/{v.mo_ref}"
+        for v in (fleet.deleted_vm, fleet.missing_vm)
+    )
+    assert vm["unexpected_series"].value == 2
+    assert vm["unexpected_series_names"].value == not_inventoried
+    assert vm["downsample"].value == "raw points"
     assert vm["days"].value == 1
     table = vm["per_metric"].value
     assert "| entities expected | entities received |" in table
     host = materializations["metrics/host_metric_points"].metadata
     # Two host metrics have one series per host, four have one per NIC: 6 * (2 + 4 * 4).
     assert host["series"].value == 108
+
+
+def test_inventory_tables_have_no_partition_columns(ingested):
+    # `day` in an inventory table would make an unqualified `day` ambiguous in joins.
+    columns = _query(
+        ingested,
+        """
+        SELECT table_name, column_name FROM duckdb_columns()
+        WHERE table_name IN ('datacenters', 'filers', 'hosts', 'vms')
+          AND column_name IN ('day', 'kind')
+        """,
+    )
+    assert columns == []
+    joined = _query(
+        ingested,
+        """
+        SELECT count(*) FROM metric_points p JOIN hosts h ON h.name = p.entity
+        WHERE day = ? AND metric = 'vscope.host.cpu.usage.perc'
+        """,
+        (ingested.day,),
+    )
+    assert joined[0][0] > 0

@@ -52,7 +52,7 @@ def test_resolve_endpoint_accepts(value, expected):
         (
             "ftp://127.0.0.1/1.0",
             "OVH endpoint URL 'ftp://127.0.0.1/1.0' has scheme 'ftp': use http:// or https://, "
-            "for example https://eu.api.ovh.com/1.0",
+            "for example https://eu.api.ovh.com/1.0, or an endpoint name such as ovh-eu",
         ),
         (
             "http:///1.0",

@@ -226,7 +226,9 @@ def test_summary_logged(client, caplog):
         walk(client, batch="always")
     messages = [r.getMessage() for r in caplog.records if r.name == "vscope_pipeline.ovh.inventory"]
     assert messages[0] == (
-        "inventory of 1 services (pcc-203-0-113-10): 2 datacenters, 5 filers, 6 hosts, 58 vms "
+        "inventory of 1 service(s) (pcc-203-0-113-10): 2 datacenters, 5 filers, 6 hosts, 58 vms "
         "in 19 requests (batch GET)"
     )
-    assert messages[1].startswith("skipped 1 vms listed but not found (deleted during the walk): ")
+    assert messages[1].startswith(
+        "skipped 1 vms listed but not found on GET (removed since the listing): "
+    )

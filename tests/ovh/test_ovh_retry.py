@@ -326,6 +326,6 @@ def test_inventory_stats_count_retries_in_log(api, faults, clock, caplog):
         r.getMessage() for r in caplog.records if r.name == "vscope_pipeline.ovh.inventory"
     ]
     assert summary == (
-        "inventory of 1 services (pcc-203-0-113-10): 2 datacenters, 5 filers, 6 hosts, 58 vms "
+        "inventory of 1 service(s) (pcc-203-0-113-10): 2 datacenters, 5 filers, 6 hosts, 58 vms "
         "in 20 requests, 1 of them retries (batch GET)"
     )

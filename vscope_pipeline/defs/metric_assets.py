@@ -49,6 +49,19 @@ def _report_table(reports: list[MetricDayReport]) -> str:
     return "\n".join(lines)
 
 
+def _entity_gaps(report: MetricDayReport, shown: int = 10) -> str:
+    """Return the missing and not-inventoried entities of a report, for its log line."""
+    parts = []
+    if report.missing_entities:
+        parts.append(f", missing {len(report.missing_entities)}: {report.missing_entities[:shown]}")
+    if report.unexpected_entities:
+        parts.append(
+            f", not in the inventory {len(report.unexpected_entities)}: "
+            f"{report.unexpected_entities[:shown]}"
+        )
+    return "".join(parts)
+
+
 def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
     @dg.asset(
         key=metric_asset_key(kind),
@@ -95,9 +108,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 report.requests,
                 report.retries,
                 report.dropped_points,
-                f", missing {len(report.missing_entities)}: {report.missing_entities[:10]}"
-                if report.missing_entities
-                else "",
+                _entity_gaps(report),
             )
 
         reports: list[MetricDayReport] = []
@@ -113,6 +124,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
             )
 
         missing = sorted({key for report in reports for key in report.missing_entities})
+        unexpected = sorted({key for report in reports for key in report.unexpected_entities})
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": sum(r.rows for r in reports),
@@ -131,6 +143,9 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 "file_bytes": sum(r.file_bytes for r in reports),
                 "missing_series": len(missing),
                 "missing_series_names": dg.MetadataValue.json(missing[:100]),
+                "unexpected_series": len(unexpected),
+                "unexpected_series_names": dg.MetadataValue.json(unexpected[:100]),
+                "downsample": settings.opentsdb_tuning.downsample or "raw points",
                 "per_metric": dg.MetadataValue.md(_report_table(reports)),
             }
         )

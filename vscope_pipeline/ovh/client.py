@@ -76,7 +76,8 @@ def resolve_endpoint(endpoint: str) -> Endpoint:
     if parts.scheme not in ("http", "https"):
         raise EndpointError(
             f"OVH endpoint URL {endpoint!r} has scheme {parts.scheme!r}: "
-            "use http:// or https://, for example https://eu.api.ovh.com/1.0"
+            "use http:// or https://, for example https://eu.api.ovh.com/1.0, or an endpoint "
+            "name such as ovh-eu"
         )
     try:
         port = parts.port

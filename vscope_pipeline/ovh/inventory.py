@@ -227,7 +227,7 @@ def _log_summary(services: Sequence[str], stats: InventoryStats) -> None:
     mode = {True: "batch GET", False: "one GET per object", None: "no object fetched"}
     retried = f", {stats.retries} of them retries" if stats.retries else ""
     log.info(
-        "inventory of %d services (%s): %s in %d requests%s (%s)",
+        "inventory of %d service(s) (%s): %s in %d requests%s (%s)",
         len(services),
         ", ".join(services),
         counts,
@@ -243,7 +243,7 @@ def _log_summary(services: Sequence[str], stats: InventoryStats) -> None:
                 f" and {len(skipped) - _LOGGED_SKIPS} more" if len(skipped) > _LOGGED_SKIPS else ""
             )
             log.warning(
-                "skipped %d %s listed but not found (deleted during the walk): %s%s",
+                "skipped %d %s listed but not found on GET (removed since the listing): %s%s",
                 len(skipped),
                 kind,
                 listed,

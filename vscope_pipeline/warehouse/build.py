@@ -140,7 +140,10 @@ def _create_objects(
         days[kind] = day
         try:
             con.execute(
-                f"CREATE TABLE {kind} AS SELECT * FROM read_parquet({_sql_string(str(path))})"
+                # Without hive_partitioning = false, DuckDB would add `kind` and `day` columns
+                # from the folder names, and `day` would clash with metric_points.day in joins.
+                f"CREATE TABLE {kind} AS SELECT * FROM read_parquet("
+                f"{_sql_string(str(path))}, hive_partitioning = false)"
             )
         except duckdb.Error as error:
             raise WarehouseBuildError(
