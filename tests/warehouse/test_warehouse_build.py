@@ -285,6 +285,7 @@ def test_inventory_latest_day_wins(tmp_path):
         "metric_catalog": 20,
         "datacenters": 1,
         "vms": 1,
+        "vm_history": 1,
     }
     database = tmp_path / "vscope.duckdb"
     assert _query(database, "SELECT datacenter_id, name, datacenter_label FROM datacenters") == [
@@ -294,7 +295,7 @@ def test_inventory_latest_day_wins(tmp_path):
         (101, "vm-101", "web-01", 4096)
     ]
     tables = _query(database, "SELECT table_name FROM duckdb_tables() ORDER BY 1")
-    assert tables == [("datacenters",), ("metric_catalog",), ("vms",)]
+    assert tables == [("datacenters",), ("metric_catalog",), ("vm_history",), ("vms",)]
 
 
 def test_inventory_nested_columns_kept(tmp_path):

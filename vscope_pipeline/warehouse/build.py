@@ -26,6 +26,7 @@ import pyarrow as pa
 from vscope_pipeline.catalog import MetricSpec
 from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_root, latest_inventory_file
 from vscope_pipeline.lake.layout import metrics_root as lake_metrics_root
+from vscope_pipeline.warehouse.history import create_history_tables
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,8 @@ def catalog_table(catalog: Sequence[MetricSpec]) -> pa.Table:
 
 def _create_objects(
     con: duckdb.DuckDBPyConnection, data_dir: Path, catalog: Sequence[MetricSpec]
-) -> dict[str, str | None]:
-    """Create every object in `con` and return the snapshot day used per inventory kind."""
+) -> tuple[dict[str, str | None], list[str]]:
+    """Create every object and return the snapshot day per kind and the history tables."""
     try:
         con.execute(f"CREATE VIEW metric_points AS {metric_points_sql(data_dir)}")
     except duckdb.Error as error:
@@ -150,7 +151,14 @@ def _create_objects(
                 f"failed to read the {kind} snapshot {path}: {_first_line(error)}. "
                 "Re-materialize the inventory assets to rewrite it."
             ) from error
-    return days
+    try:
+        history_tables = create_history_tables(con, data_dir)
+    except duckdb.Error as error:
+        raise WarehouseBuildError(
+            f"failed to read the inventory snapshots under {inventory_root(data_dir)} for the "
+            f"history tables: {_first_line(error)}. Re-materialize the snapshot day that it names."
+        ) from error
+    return days, history_tables
 
 
 def build_warehouse(data_dir: Path, catalog: Sequence[MetricSpec]) -> WarehouseSummary:
@@ -164,9 +172,10 @@ def build_warehouse(data_dir: Path, catalog: Sequence[MetricSpec]) -> WarehouseS
     staging = data_dir / f".vscope.duckdb.{uuid.uuid4().hex}.tmp"
     try:
         with duckdb.connect(str(staging)) as con:
-            days = _create_objects(con, data_dir, catalog)
+            days, history_tables = _create_objects(con, data_dir, catalog)
             tables = ["metric_points", "metric_catalog"]
             tables += [kind for kind in INVENTORY_KINDS if days[kind] is not None]
+            tables += history_tables
             counts = _count_rows(con, data_dir, tables)
             con.execute("CHECKPOINT")
         os.replace(staging, target)
