@@ -1,4 +1,12 @@
-from vscope_pipeline.textable import format_table
+"""Text, CSV, JSON and Markdown rendering of query results."""
+
+import csv
+import datetime as dt
+import io
+import json
+from decimal import Decimal
+
+from vscope_pipeline.textable import format_csv, format_json, format_markdown, format_table
 
 
 def test_numbers_right_aligned_and_nulls():
@@ -14,3 +22,85 @@ def test_numbers_right_aligned_and_nulls():
 
 def test_empty_rows_keep_header():
     assert format_table(["a"], []) == "a\n-"
+
+
+def test_csv_header_quotes_and_nulls():
+    rows = [
+        ("a,b", 1.5, None, dt.datetime(2026, 11, 19, 23, 30, tzinfo=dt.UTC)),
+        ('say "hi"', float("nan"), dt.date(2026, 11, 19), None),
+    ]
+
+    text = format_csv(["name", "value", "day", "ts"], rows)
+
+    assert text == (
+        "name,value,day,ts\r\n"
+        '"a,b",1.5,,2026-11-19T23:30:00+00:00\r\n'
+        '"say ""hi""",nan,2026-11-19,\r\n'
+    )
+
+
+def test_csv_round_trips_through_csv_reader():
+    text = format_csv(["a"], [("line\nbreak",), ({"unit": "GB", "value": 3000},)])
+
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [
+        ["a"],
+        ["line\nbreak"],
+        ['{"unit": "GB", "value": 3000}'],
+    ]
+
+
+def test_json_types():
+    rows = [
+        (
+            dt.datetime(2026, 11, 19, 23, 30, tzinfo=dt.UTC),
+            dt.date(2026, 11, 19),
+            float("nan"),
+            float("-inf"),
+            Decimal("2.50"),
+            {"unit": "GB", "value": 3000},
+            [1, None],
+            None,
+        )
+    ]
+    columns = ["ts", "day", "nan", "inf", "dec", "size", "list", "null"]
+
+    assert json.loads(format_json(columns, rows)) == [
+        {
+            "ts": "2026-11-19T23:30:00+00:00",
+            "day": "2026-11-19",
+            "nan": None,
+            "inf": None,
+            "dec": 2.5,
+            "size": {"unit": "GB", "value": 3000},
+            "list": [1, None],
+            "null": None,
+        }
+    ]
+
+
+def test_json_empty_is_empty_array():
+    assert format_json(["a"], []) == "[]"
+
+
+def test_markdown_aligns_and_escapes():
+    text = format_markdown(["name", "rows"], [("a|b", 60), ("two\nlines", None)])
+
+    assert text.splitlines() == [
+        "| name | rows |",
+        "| --- | ---: |",
+        "| a\\|b | 60 |",
+        "| two<br>lines | NULL |",
+    ]
+
+
+def test_markdown_empty_keeps_header():
+    assert format_markdown(["a"], []) == "| a |\n| --- |"
+
+
+def test_table_right_aligns_decimals():
+    assert format_table(["n"], [(Decimal("2.5"),), (Decimal("10.25"),)]).splitlines() == [
+        "    n",
+        "-----",
+        "  2.5",
+        "10.25",
+    ]

@@ -19,12 +19,17 @@ from pathlib import Path
 import duckdb
 
 from vscope_pipeline.settings import SettingsError, load_data_dir, load_settings
-from vscope_pipeline.textable import format_table
+from vscope_pipeline.textable import format_csv, format_json, format_markdown, format_table
 
 log = logging.getLogger("vscope_pipeline")
 
 DEFAULT_DAGSTER_HOME = Path(".dagster_home")
 DUCKDB_FILE = "vscope.duckdb"
+
+SQL_FORMATS = ("table", "csv", "json", "markdown")
+# Rows a table or Markdown result shows unless --max-rows says otherwise; they are read on a
+# terminal. CSV and JSON are exports, so they get every row by default.
+DEFAULT_MAX_ROWS = 50
 
 
 def _day(text: str) -> dt.date:
@@ -81,7 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
         "query", help="the SQL statement; of several, the last one's result is printed"
     )
     sql.add_argument(
-        "--max-rows", type=_positive, default=50, help="rows printed at most (default %(default)s)"
+        "--max-rows",
+        type=_positive,
+        default=None,
+        help=f"rows printed at most (default {DEFAULT_MAX_ROWS} for table and markdown, "
+        "every row for csv and json)",
+    )
+    sql.add_argument(
+        "--format",
+        choices=SQL_FORMATS,
+        default="table",
+        help="output format: an aligned text table (default), RFC 4180 CSV with a header row, "
+        "a JSON array of objects, or a GitHub Markdown table",
     )
 
     simulate = commands.add_parser(
@@ -209,6 +225,9 @@ def _cmd_sql(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    max_rows = args.max_rows
+    if max_rows is None and args.format in ("table", "markdown"):
+        max_rows = DEFAULT_MAX_ROWS
     with duckdb.connect(str(database), read_only=True) as con:
         # Partition days are UTC days, so times print, and cast to dates, in UTC too.
         con.execute("SET TimeZone = 'UTC'")
@@ -218,16 +237,36 @@ def _cmd_sql(args: argparse.Namespace) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         if cursor is None or cursor.description is None:
-            print("(the statement returned no result set)")
+            _print_note("(the statement returned no result set)", args.format)
             return 0
         columns = [column[0] for column in cursor.description]
-        rows = cursor.fetchmany(args.max_rows + 1)
-    print(format_table(columns, rows[: args.max_rows]))
+        rows = cursor.fetchall() if max_rows is None else cursor.fetchmany(max_rows + 1)
+    truncated = max_rows is not None and len(rows) > max_rows
+    _print_result(args.format, columns, rows[:max_rows] if truncated else rows)
     if not rows:
-        print("(0 rows)")
-    if len(rows) > args.max_rows:
-        print(f"(only the first {args.max_rows} rows are shown; raise --max-rows for more)")
+        _print_note("(0 rows)", args.format)
+    if truncated:
+        _print_note(
+            f"(only the first {max_rows} rows are shown; raise --max-rows for more)", args.format
+        )
     return 0
+
+
+def _print_result(output_format: str, columns: list[str], rows: list[tuple[object, ...]]) -> None:
+    if output_format == "csv":
+        # The CSV text carries its own CRLF line ends.
+        sys.stdout.write(format_csv(columns, rows))
+    elif output_format == "json":
+        print(format_json(columns, rows))
+    elif output_format == "markdown":
+        print(format_markdown(columns, rows))
+    else:
+        print(format_table(columns, rows))
+
+
+def _print_note(note: str, output_format: str) -> None:
+    """Print a note for the reader: beside a table, or on stderr so that exports stay parsable."""
+    print(note, file=sys.stdout if output_format == "table" else sys.stderr)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
