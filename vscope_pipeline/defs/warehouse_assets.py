@@ -14,11 +14,15 @@ from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS
 from vscope_pipeline.defs.metric_assets import metric_asset_key
 from vscope_pipeline.defs.resources import VScopeSettingsResource
 from vscope_pipeline.warehouse.build import build_warehouse
+from vscope_pipeline.warehouse.named_views import NAMED_VIEW_SPECS
 
 WAREHOUSE_KEY = dg.AssetKey(["warehouse", "vscope_duckdb"])
 
 # Days checked for duplicate keys: the ones a daily run has just written.
 RECENT_DAYS_CHECKED = 3
+
+# Unmatched series names listed in the check metadata; the count covers them all.
+UNMATCHED_NAMES_SHOWN = 50
 
 
 @dg.asset(
@@ -123,3 +127,54 @@ def check_completeness(database: Path, last_complete_day: dt.date) -> dg.AssetCh
 def warehouse_complete(vscope_settings: VScopeSettingsResource) -> dg.AssetCheckResult:
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     return check_completeness(vscope_settings.settings.duckdb_path, yesterday)
+
+
+def find_unmatched_series(database: Path) -> list[str]:
+    """Return the series of the last stored day that match no inventory entity, sorted.
+
+    A series is `metric datacenter/entity`, with `/nic` for a per-NIC series. Every series of
+    a kind whose named view is absent (no inventory snapshot of the kind) is unmatched.
+    """
+    with duckdb.connect(str(database), read_only=True) as con:
+        views = {name for (name,) in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        selects = []
+        for spec in NAMED_VIEW_SPECS:
+            if spec.view in views:
+                nic = "nic" if spec.has_nic else "NULL"
+                selects.append(
+                    f"SELECT metric, datacenter, entity, {nic} AS nic, day FROM {spec.view} "
+                    f"WHERE {spec.key} IS NULL"
+                )
+            else:
+                selects.append(
+                    "SELECT metric, datacenter, entity, nic, day FROM metric_points "
+                    f"WHERE entity_kind = '{spec.entity_kind}'"
+                )
+        rows = con.execute(
+            f"""
+            WITH unmatched AS ({" UNION ALL ".join(selects)})
+            SELECT DISTINCT metric || ' ' || datacenter || '/' || entity
+                            || coalesce('/' || nic, '') AS series
+            FROM unmatched
+            WHERE day = (SELECT max(day) FROM metric_points)
+            ORDER BY series
+            """
+        ).fetchall()
+    return [series for (series,) in rows]
+
+
+@dg.asset_check(
+    asset=WAREHOUSE_KEY,
+    description="Every series of the last day stored in metric_points matches an inventory "
+    "entity (VM moRef, host or datastore name in its datacenter).",
+)
+def metric_points_matched(vscope_settings: VScopeSettingsResource) -> dg.AssetCheckResult:
+    unmatched = find_unmatched_series(vscope_settings.settings.duckdb_path)
+    return dg.AssetCheckResult(
+        passed=not unmatched,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "unmatched_series": len(unmatched),
+            "unmatched_names": dg.MetadataValue.json(unmatched[:UNMATCHED_NAMES_SHOWN]),
+        },
+    )

@@ -27,6 +27,7 @@ from vscope_pipeline.catalog import MetricSpec
 from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_root, latest_inventory_file
 from vscope_pipeline.lake.layout import metrics_root as lake_metrics_root
 from vscope_pipeline.warehouse.history import create_history_tables
+from vscope_pipeline.warehouse.named_views import create_named_views
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ def _create_objects(
             f"failed to read the inventory snapshots under {inventory_root(data_dir)} for the "
             f"history tables: {_first_line(error)}. Re-materialize the snapshot day that it names."
         ) from error
+    create_named_views(con, history_tables)
     return days, history_tables
 
 
