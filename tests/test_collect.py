@@ -12,7 +12,7 @@ import pytest
 
 from vscope_pipeline.catalog import BUILTIN_METRICS, MetricSpec
 from vscope_pipeline.collect import DatacenterTarget, MetricDayReport, collect_day
-from vscope_pipeline.lake.layout import metric_partition_dir
+from vscope_pipeline.lake.layout import ROLLUP_GRAINS, metric_partition_dir, rollup_partition_dir
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.opentsdb.client import MetricDayResult, MetricDayStats
@@ -134,6 +134,11 @@ def _file_size(data_dir: Path, spec: MetricSpec) -> int:
     return (metric_partition_dir(data_dir, spec.name, DAY) / "data.parquet").stat().st_size
 
 
+def _rollup_size(data_dir: Path, spec: MetricSpec) -> int:
+    folders = [rollup_partition_dir(data_dir, grain, spec.name, DAY) for grain in ROLLUP_GRAINS]
+    return sum((folder / "data.parquet").stat().st_size for folder in folders)
+
+
 def test_partitions_written_per_metric(tmp_path):
     tables = {
         (CPU.name, DC1): _rows("vm", DC1, ["vm-101", "vm-102"]),
@@ -158,6 +163,7 @@ def test_partitions_written_per_metric(tmp_path):
             dropped_points=2,
             bytes_received=2000,
             file_bytes=_file_size(tmp_path, CPU),
+            rollup_file_bytes=_rollup_size(tmp_path, CPU),
             missing_entities=[],
         ),
         MetricDayReport(
@@ -172,6 +178,7 @@ def test_partitions_written_per_metric(tmp_path):
             dropped_points=2,
             bytes_received=2000,
             file_bytes=_file_size(tmp_path, MEM),
+            rollup_file_bytes=_rollup_size(tmp_path, MEM),
             missing_entities=[],
         ),
     ]

@@ -19,10 +19,11 @@ from typing import Protocol
 import pyarrow as pa
 
 from vscope_pipeline.catalog import MetricSpec
-from vscope_pipeline.lake.layout import metric_partition_dir
+from vscope_pipeline.lake.layout import ROLLUP_GRAINS, metric_partition_dir, rollup_partition_dir
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.opentsdb.client import MetricDayResult
+from vscope_pipeline.rollups import rollup_table
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class MetricDayReport:
     dropped_points: int = 0
     bytes_received: int = 0
     file_bytes: int = 0
+    # Bytes of the hourly and daily rollup files written from this metric-day, together.
+    rollup_file_bytes: int = 0
     missing_entities: list[str] = field(default_factory=list)
     # Entities that sent a series but are not in the inventory snapshot: deleted since, or
     # listed by APIv6 but not found on GET.
@@ -140,6 +143,12 @@ def _write_metric_day(
 
     written = write_partition(table, metric_partition_dir(data_dir, spec.name, day))
     report.file_bytes = written.bytes_written
+
+    # Written after the points, so a rollup never describes points that are not in the lake.
+    for grain in ROLLUP_GRAINS:
+        rollup = rollup_table(table, grain)
+        folder = rollup_partition_dir(data_dir, grain, spec.name, day)
+        report.rollup_file_bytes += write_partition(rollup, folder).bytes_written
     return report
 
 

@@ -9,6 +9,7 @@ from vscope_pipeline.defs.jobs import daily_ingest_schedule, ingest_job
 from vscope_pipeline.defs.metric_assets import METRIC_ASSETS
 from vscope_pipeline.defs.resources import build_resources
 from vscope_pipeline.defs.warehouse_assets import (
+    metric_points_matched,
     metric_points_unique,
     vscope_duckdb,
     warehouse_complete,
@@ -16,7 +17,7 @@ from vscope_pipeline.defs.warehouse_assets import (
 
 defs = dg.Definitions(
     assets=[inventory_snapshot, *METRIC_ASSETS, vscope_duckdb],
-    asset_checks=[metric_points_unique, warehouse_complete],
+    asset_checks=[metric_points_unique, warehouse_complete, metric_points_matched],
     jobs=[ingest_job],
     schedules=[daily_ingest_schedule],
     resources=build_resources(),

@@ -114,6 +114,23 @@ def _write_sample_metrics(data_dir: Path) -> None:
     )
 
 
+ROLLUP_VIEW_TYPES = [
+    ("metric", "VARCHAR"),
+    ("entity_kind", "VARCHAR"),
+    ("service_name", "VARCHAR"),
+    ("datacenter", "VARCHAR"),
+    ("entity", "VARCHAR"),
+    ("nic", "VARCHAR"),
+    ("bucket", "TIMESTAMP WITH TIME ZONE"),
+    ("samples", "BIGINT"),
+    ("avg", "DOUBLE"),
+    ("min", "DOUBLE"),
+    ("max", "DOUBLE"),
+    ("p95", "DOUBLE"),
+    ("day", "DATE"),
+]
+
+
 def test_empty_data_dir_builds_typed_view(tmp_path):
     data_dir = tmp_path / "data"
     summary = build_warehouse(data_dir, BUILTIN_METRICS)
@@ -133,7 +150,11 @@ def test_empty_data_dir_builds_typed_view(tmp_path):
         views = con.execute(
             "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1"
         ).fetchall()
-        assert views == [("metric_points",)]
+        assert views == [("metric_daily",), ("metric_hourly",), ("metric_points",)]
+        for view in ("metric_hourly", "metric_daily"):
+            assert con.execute(f"SELECT count(*) FROM {view}").fetchall() == [(0,)]
+            described = [row[:2] for row in con.execute(f"DESCRIBE {view}").fetchall()]
+            assert described == ROLLUP_VIEW_TYPES
 
 
 def test_catalog_rows_and_label_keys(tmp_path):

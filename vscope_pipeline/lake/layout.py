@@ -2,6 +2,7 @@
 
     <data_dir>/metrics/metric=<name>/day=<YYYY-MM-DD>/data.parquet
     <data_dir>/inventory/kind=<kind>/day=<YYYY-MM-DD>/data.parquet
+    <data_dir>/rollups/grain=<hour|day>/metric=<name>/day=<YYYY-MM-DD>/data.parquet
 
 A partition is one folder holding exactly one file, `data.parquet`, so replacing that file
 replaces the whole partition (see `writer.write_partition`). DuckDB's
@@ -15,14 +16,20 @@ import os
 import re
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 METRICS_DIR = "metrics"
 INVENTORY_DIR = "inventory"
+ROLLUPS_DIR = "rollups"
 PARTITION_FILE = "data.parquet"
 
 # The inventory entity kinds, each stored under `kind=<kind>` and published as a DuckDB table
 # of the same name.
 INVENTORY_KINDS: tuple[str, ...] = ("datacenters", "hosts", "vms", "filers")
+
+# Rollup grains, each stored under `grain=<grain>`: one row per series and UTC hour or day.
+RollupGrain = Literal["hour", "day"]
+ROLLUP_GRAINS: tuple[RollupGrain, ...] = ("hour", "day")
 
 # Names become folder names: '/' would add a folder level, '=' would confuse the Hive
 # `key=value` parsing, and glob characters would make `**/*.parquet` patterns match too much.
@@ -37,6 +44,28 @@ def metrics_root(data_dir: str | os.PathLike[str]) -> Path:
 
 def inventory_root(data_dir: str | os.PathLike[str]) -> Path:
     return Path(data_dir) / INVENTORY_DIR
+
+
+def rollups_root(data_dir: str | os.PathLike[str]) -> Path:
+    return Path(data_dir) / ROLLUPS_DIR
+
+
+def rollup_grain_dir(data_dir: str | os.PathLike[str], grain: str) -> Path:
+    """Return the folder that contains every metric and day of one rollup grain."""
+    if grain not in ROLLUP_GRAINS:
+        raise ValueError(
+            f"rollup grain {grain!r} is not supported: expected one of {', '.join(ROLLUP_GRAINS)}"
+        )
+    return rollups_root(data_dir) / f"grain={grain}"
+
+
+def rollup_partition_dir(
+    data_dir: str | os.PathLike[str], grain: str, metric: str, day: date
+) -> Path:
+    """Return the folder of one rollup grain, metric and UTC day."""
+    # metric_dir validates the name; only its last folder is reused under the grain.
+    metric_folder = metric_dir(data_dir, metric).name
+    return rollup_grain_dir(data_dir, grain) / metric_folder / f"day={_day_text(day)}"
 
 
 def metric_dir(data_dir: str | os.PathLike[str], metric: str) -> Path:

@@ -1,0 +1,62 @@
+"""The `metric_hourly` and `metric_daily` views over the rollup partitions of the lake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from vscope_pipeline.lake.layout import ROLLUP_GRAINS, RollupGrain, rollup_grain_dir, rollups_root
+
+ROLLUP_VIEWS: dict[RollupGrain, str] = {"hour": "metric_hourly", "day": "metric_daily"}
+
+ROLLUP_COLUMNS = (
+    "metric, entity_kind, service_name, datacenter, entity, nic, bucket, samples, avg, min, max, "
+    "p95, day"
+)
+
+_EMPTY_ROLLUP = """
+SELECT
+    NULL::VARCHAR AS metric, NULL::VARCHAR AS entity_kind, NULL::VARCHAR AS service_name,
+    NULL::VARCHAR AS datacenter, NULL::VARCHAR AS entity, NULL::VARCHAR AS nic,
+    NULL::TIMESTAMPTZ AS bucket, NULL::BIGINT AS samples, NULL::DOUBLE AS avg,
+    NULL::DOUBLE AS min, NULL::DOUBLE AS max, NULL::DOUBLE AS p95, NULL::DATE AS day
+WHERE false
+"""
+
+
+class RollupReadError(RuntimeError):
+    """A rollup file that DuckDB failed to read while creating its view."""
+
+
+def rollup_sql(data_dir: Path, grain: RollupGrain) -> str:
+    """Return the SELECT behind the view of one grain, a typed empty SELECT if it has no file.
+
+    `metric` and `day` come from the Hive folder names, with pinned types as in metric_points.
+    """
+    root = rollup_grain_dir(data_dir, grain)
+    if not any(root.glob("metric=*/day=*/*.parquet")):
+        return _EMPTY_ROLLUP
+    pattern = "'" + str(root / "metric=*" / "day=*" / "*.parquet").replace("'", "''") + "'"
+    return (
+        f"SELECT {ROLLUP_COLUMNS} FROM read_parquet({pattern}, "
+        "hive_partitioning = true, hive_types = {'metric': VARCHAR, 'day': DATE})"
+    )
+
+
+def create_rollup_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> list[str]:
+    """Create `metric_hourly` and `metric_daily` and return their names.
+
+    Raises RollupReadError, naming the rollup folder, when DuckDB fails to read a rollup file.
+    """
+    for grain in ROLLUP_GRAINS:
+        try:
+            con.execute(f"CREATE VIEW {ROLLUP_VIEWS[grain]} AS {rollup_sql(data_dir, grain)}")
+        except duckdb.Error as error:
+            message = str(error).strip().splitlines()[0]
+            raise RollupReadError(
+                f"failed to read the rollup partitions under {rollups_root(data_dir)}: "
+                f"{message}. Re-materialize the metric partition that it names; its rollups "
+                "are rewritten with it."
+            ) from error
+    return [ROLLUP_VIEWS[grain] for grain in ROLLUP_GRAINS]
