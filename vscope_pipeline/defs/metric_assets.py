@@ -141,6 +141,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 "dropped_points": sum(r.dropped_points for r in reports),
                 "bytes_received": sum(r.bytes_received for r in reports),
                 "file_bytes": sum(r.file_bytes for r in reports),
+                "rollup_file_bytes": sum(r.rollup_file_bytes for r in reports),
                 "missing_series": len(missing),
                 "missing_series_names": dg.MetadataValue.json(missing[:100]),
                 "unexpected_series": len(unexpected),

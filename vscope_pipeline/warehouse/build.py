@@ -28,7 +28,7 @@ from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_root, latest_
 from vscope_pipeline.lake.layout import metrics_root as lake_metrics_root
 from vscope_pipeline.warehouse.history import create_history_tables
 from vscope_pipeline.warehouse.named_views import create_named_views
-from vscope_pipeline.warehouse.rollup_views import create_rollup_views
+from vscope_pipeline.warehouse.rollup_views import RollupReadError, create_rollup_views
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,11 @@ def _create_objects(
         con.execute(f"CREATE VIEW metric_points AS {metric_points_sql(data_dir)}")
     except duckdb.Error as error:
         raise _metric_read_error(data_dir, error) from error
-    create_rollup_views(con, data_dir)
+    try:
+        create_rollup_views(con, data_dir)
+    except RollupReadError as error:
+        # One error type for every unreadable lake file keeps callers' handling simple.
+        raise WarehouseBuildError(str(error)) from error
 
     catalog_rows = catalog_table(catalog)
     con.register("catalog_rows", catalog_rows)
