@@ -11,14 +11,16 @@ from ovh_sim import CREDENTIALS, SERVER_NOW, api_server, client_for, running_api
 
 from vscope_pipeline.ovh.client import build_ovh_client
 from vscope_pipeline.ovh.inventory import snapshot_inventory
-from vscope_pipeline.ovh.rate_limit import DEFAULT_BURST, DEFAULT_REQUESTS_PER_SECOND, RateLimiter
 from vscope_pipeline.ovh.retrying import (
+    DEFAULT_BURST,
+    DEFAULT_REQUESTS_PER_SECOND,
     CallCounts,
     OvhRetriesExhaustedError,
     RetryingClient,
     retrying_client,
 )
 from vscope_pipeline.ovh.token import TokenNotGrantedError, fetch_metrics_token
+from vscope_pipeline.rate_limit import RateLimiter
 from vscope_pipeline.retry import RetryPolicy
 from vscope_pipeline.simulator.credentials import AccessRule
 from vscope_pipeline.simulator.ovh_faults import (

@@ -48,7 +48,7 @@ from vscope_pipeline.opentsdb.results import (
     MetricDayStats,
     QueryResponse,
 )
-from vscope_pipeline.ovh.rate_limit import RateLimiter
+from vscope_pipeline.rate_limit import RateLimiter
 from vscope_pipeline.retry import (
     RETRY_STATUSES,
     RetriesExhausted,

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from vscope_pipeline.ovh.rate_limit import RateLimiter
+from vscope_pipeline.rate_limit import RateLimiter
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""A client-side rate limit for APIv6 calls: a thread-safe token bucket."""
+"""A client-side rate limit shared by the APIv6 and OpenTSDB clients: a thread-safe token bucket."""
 
 from __future__ import annotations
 
@@ -9,15 +9,6 @@ import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
-
-# Requests per second, and how many may go at once after a pause. A walk of a small account
-# (about 25 calls with batch GET) then runs without waiting.
-# NOTE: OVHcloud does not document APIv6 rate limits. In 2019 its staff wrote on python-ovh's
-# issue tracker that under 60 requests per minute per consumer key "should be ok". This default
-# is faster, so an account that hits a limit gets 429 responses, which are retried after their
-# Retry-After.
-DEFAULT_REQUESTS_PER_SECOND = 20.0
-DEFAULT_BURST = 20
 
 
 class RateLimiter:
