@@ -210,7 +210,7 @@ def test_missing_entities_reported_by_name(tmp_path):
     ]
     assert [report.rows for report in reports] == [2, 2]
     assert [(r.entities_expected, r.entities_received) for r in reports] == [(3, 1), (2, 1)]
-    # Each datacenter's fetch is told its own entities of the metric's kind.
+    # Each datacenter's fetch receives its own entities of the metric's kind.
     assert client.expected[(CPU.name, DC1)] == frozenset({"vm-101", "vm-102"})
     assert client.expected[(CPU.name, DC2)] == frozenset({"vm-201"})
     assert client.expected[(NET_TX.name, DC1)] == frozenset({"host-1.example", "host-2.example"})

@@ -27,8 +27,8 @@ DEFAULT_DAGSTER_HOME = Path(".dagster_home")
 DUCKDB_FILE = "vscope.duckdb"
 
 SQL_FORMATS = ("table", "csv", "json", "markdown")
-# Rows a table or Markdown result shows unless --max-rows says otherwise; they are read on a
-# terminal. CSV and JSON are exports, so they get every row by default.
+# Rows a table or Markdown result shows when --max-rows is not given, because people read them
+# on a terminal. CSV and JSON are exports, so they get every row by default.
 DEFAULT_MAX_ROWS = 50
 
 
@@ -392,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # Dagster's instance migrations log every step at INFO; they say nothing to a user.
+    # Dagster's instance migrations log every step at INFO, which means nothing to a user.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # The beta and preview APIs in use (backfill policies, pools) are pinned by uv.lock.
     warnings.filterwarnings("ignore", category=Warning, module="dagster")

@@ -23,7 +23,7 @@ from vscope_pipeline.secrets import Secret
 DEFAULT_ENDPOINT = "ovh-eu"
 DEFAULT_USER_LOGIN = "admin"
 DEFAULT_DATA_DIR = "./data"
-# vScope keeps about a year of history; the first partition is fixed so that the partition
+# vScope keeps about a year of history. The first partition is a fixed date, so the partition
 # set, and therefore the Dagster UI, does not shift from one day to the next.
 DEFAULT_START_DATE = dt.date(2025, 1, 1)
 
@@ -59,7 +59,7 @@ class OvhCredentials:
 
 @dataclass(frozen=True)
 class OpenTSDBTuning:
-    """How hard the pipeline may press on the OpenTSDB endpoint."""
+    """Limits on the load the pipeline puts on the OpenTSDB endpoint."""
 
     max_concurrency: int = 4
     # Requests per second, for all threads of one run together.

@@ -162,7 +162,7 @@ class _Client:
     def __init__(self, url: str, **options: Any) -> None:
         self.sleeps: list[float] = []
         options.setdefault("timeout", (2.0, 5.0))
-        # Without a rate limit, `sleeps` holds the retry delays only.
+        # Without a rate limit, `sleeps` contains the retry delays only.
         options.setdefault("rate_limit", None)
         self.client = OpenTSDBClient(
             url,

@@ -113,7 +113,7 @@ def server(simulator: OpenTsdbServer) -> Iterator[OpenTsdbServer]:
 def _client(server: OpenTsdbServer, sleeps: list[float], **options: Any) -> OpenTSDBClient:
     options.setdefault("timeout", (2.0, 5.0))
     options.setdefault("token", Secret(TOKEN))
-    # Without a rate limit, `sleeps` holds the retry delays only.
+    # Without a rate limit, `sleeps` contains the retry delays only.
     options.setdefault("rate_limit", None)
     return OpenTSDBClient(
         server.url,

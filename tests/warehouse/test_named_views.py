@@ -40,7 +40,7 @@ def _noon(day: dt.date) -> dt.datetime:
 
 
 def _point(kind: str, datacenter: str, entity: str, day: dt.date, nic: str | None = None) -> dict:
-    # The value is the day of the month, so each row tells which point it comes from.
+    # The value is the day of the month, so each row shows which point it comes from.
     return {
         "entity_kind": kind,
         "service_name": SERVICE,

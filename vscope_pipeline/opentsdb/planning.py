@@ -3,7 +3,7 @@
 The grouped body requests one output series per entity (and per NIC for per-NIC metrics):
 - `filters` only, never `tags`: in a JSON body the later of the two replaces the other;
 - `literal_or` on `datacenter` and `wildcard(*)` on the entity label and `nicname`, all
-  group-by, so every group holds exactly one stored series;
+  group-by, so every group contains exactly one stored series;
 - aggregator `avg`, which returns that single series unchanged and exists in every OpenTSDB
   version and in OVH's proxy;
 - explicit integer times in milliseconds (13 digits, so OpenTSDB reads them as ms) and

@@ -10,7 +10,7 @@ OVHcloud's proxy (ovh/erlenmeyer) in front of it:
   read-only) and other verbs get 405 with `Allow: POST, DELETE`;
 - `GET /api/aggregators` lists the aggregator names and `GET /api/version` the version.
 
-Answers are gzip-compressed when the client accepts gzip. The `arrays` query-string flag
+Responses are gzip-compressed when the client accepts gzip. The `arrays` query-string flag
 switches `dps` to `[ts, value]` pairs. `Faults` injects forced responses, delays, a
 data-point limit and departures from OpenTSDB's grouping and bucket alignment, and
 `counters` records the responses sent. `accept()` and `revoke()` change the accepted tokens

@@ -34,7 +34,7 @@ class RunningSimulator:
     def environment(self) -> dict[str, str]:
         """Return the environment variables that point the pipeline at this simulator.
 
-        The metrics token is not among them: the pipeline asks the simulated APIv6 for it,
+        The metrics token is not among them: the pipeline requests it from the simulated APIv6,
         as it does against OVHcloud.
         """
         return {

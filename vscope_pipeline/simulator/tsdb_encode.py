@@ -73,7 +73,7 @@ def encode_dps(
 ) -> list[bytes]:
     """Return the `dps` JSON of each response object, all formatted in one pass.
 
-    `null_fills[i]` says whether object i writes NaN as null rather than "NaN".
+    `null_fills[i]` is True when object i writes NaN as null rather than "NaN".
     """
     bodies = _dps_bodies(timestamps, values, null_fills, ms_resolution=ms_resolution, arrays=arrays)
     opening, closing = (b"[", b"]") if arrays else (b"{", b"}")

@@ -91,7 +91,7 @@ def metric_points_sql(data_dir: Path) -> str:
 
     The path is absolute so that BI tools, whose working folder is not ours, resolve it.
     `day` and `metric` come from the Hive folder names; their types are pinned so that DuckDB
-    does not have to guess them from the first folder it sees.
+    does not have to guess them from the first folder it reads.
     """
     root = lake_metrics_root(data_dir)
     if not any(root.glob("metric=*/day=*/*.parquet")):
