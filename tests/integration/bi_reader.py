@@ -1,13 +1,13 @@
 """A BI tool stand-in: query the warehouse read-only in a loop until stdin closes.
 
-    python bi_reader.py DATABASE hold|reconnect
+    python bi_reader.py DATABASE hold|reconnect ROUNDS_FILE
 
 `hold` keeps one connection open for the whole loop, as a dashboard with a connection pool does.
 `reconnect` opens a new connection for every round, as a tool without a pool does. Each round
-prints one JSON line: the number of metrics in `metric_catalog` (a table, so it tells which
-database file the connection reads) and the rows per metric partition seen through the
-`metric_points` view. The first line is "ready" once the first round has run. Any error ends the
-loop with exit status 1 and the error on stderr.
+appends one JSON line to ROUNDS_FILE: the number of metrics in `metric_catalog` (a table, so it
+tells which database file the connection reads) and the rows per metric partition read through
+the `metric_points` view. The reader prints "ready" on stdout once its first round has run. Any
+error ends the loop with exit status 1 and the error on stderr.
 """
 
 import json
@@ -30,24 +30,26 @@ def run_round(con: duckdb.DuckDBPyConnection) -> dict:
     return {"metrics": metrics, "partitions": counts}
 
 
-def main(database: str, mode: str) -> int:
+def main(database: str, mode: str, rounds_file: str) -> int:
     stop = threading.Event()
     # Closing stdin is the signal to stop. A thread watches it, so the loop never waits on it.
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     pooled = duckdb.connect(database, read_only=True) if mode == "hold" else None
-    first = True
-    while not stop.is_set():
-        if pooled is not None:
-            result = run_round(pooled)
-        else:
-            with duckdb.connect(database, read_only=True) as con:
-                result = run_round(con)
-        print(json.dumps(result), flush=True)
-        if first:
-            print("ready", flush=True)
-            first = False
+    rounds = 0
+    # Line-buffered, so the test reads every finished round while the loop goes on.
+    with open(rounds_file, "w", buffering=1) as out:
+        while not stop.is_set():
+            if pooled is not None:
+                result = run_round(pooled)
+            else:
+                with duckdb.connect(database, read_only=True) as con:
+                    result = run_round(con)
+            out.write(json.dumps(result) + "\n")
+            rounds += 1
+            if rounds == 1:
+                print("ready", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3]))

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,28 +28,47 @@ pytestmark = pytest.mark.integration
 READER = Path(__file__).with_name("bi_reader.py")
 BUILTIN_METRIC_COUNT = 20
 EXTRA_METRIC = "vscope.vm.mem.tps"
+READER_TIMEOUT_S = 30
 
 
-def _start_reader(database: Path, mode: str) -> subprocess.Popen[str]:
-    reader = subprocess.Popen(
-        [sys.executable, str(READER), str(database), mode],
+@dataclass
+class Reader:
+    """A reader process and the file where it appends one JSON line per round."""
+
+    process: subprocess.Popen[str]
+    rounds_file: Path
+
+    def rounds(self) -> list[dict]:
+        lines = self.rounds_file.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    def wait_for_rounds(self, count: int) -> None:
+        """Wait until the reader has finished `count` rounds in all."""
+        deadline = time.monotonic() + READER_TIMEOUT_S
+        while len(self.rounds()) < count:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"reader stopped before round {count}: {self.stop()}")
+            time.sleep(0.05)
+
+    def stop(self) -> str:
+        """Close the reader's stdin, wait for it to end and return its stderr."""
+        _, err = self.process.communicate(timeout=READER_TIMEOUT_S)
+        return err
+
+
+def _start_reader(database: Path, mode: str, rounds_file: Path) -> Reader:
+    process = subprocess.Popen(
+        [sys.executable, str(READER), str(database), mode, str(rounds_file)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert reader.stdout is not None
+    assert process.stdout is not None
     # Wait for the first round, so the connection is open before the run starts.
-    for line in reader.stdout:
-        if line.strip() == "ready":
-            return reader
-    raise AssertionError(f"{mode} reader ended before its first round: {reader.stderr.read()}")
-
-
-def _stop_reader(reader: subprocess.Popen[str]) -> tuple[list[dict], str]:
-    """Close the reader's stdin and return its rounds and its stderr."""
-    out, err = reader.communicate(timeout=30)
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
+    if process.stdout.readline().strip() != "ready":
+        raise AssertionError(f"{mode} reader ended before its first round: {process.stderr}")
+    return Reader(process, rounds_file)
 
 
 def _current_state(database: Path) -> dict:
@@ -88,25 +108,27 @@ def concurrent_run(tmp_path_factory: pytest.TempPathFactory) -> ConcurrentRun:
         first = ingest_range(first_day, first_day, instance=instance, days_per_run=1)
         before = _current_state(database)
 
-        readers = {mode: _start_reader(database, mode) for mode in ("hold", "reconnect")}
+        readers = {
+            mode: _start_reader(database, mode, data_dir.parent / f"{mode}.jsonl")
+            for mode in ("hold", "reconnect")
+        }
         try:
             # The new run adds a metric to the catalogue, so the two database files differ.
             monkeypatch.setenv("VSCOPE_EXTRA_METRICS", f"{EXTRA_METRIC}:MB")
             second = ingest_range(second_day, second_day, instance=instance, days_per_run=1)
             after = _current_state(database)
-            # One more round of the reconnecting reader, started after the publication.
-            reconnect = readers["reconnect"]
-            assert reconnect.stdout is not None
-            reconnect.stdout.readline()
+            # Two more rounds each, so that the last one started after the publication.
+            for reader in readers.values():
+                reader.wait_for_rounds(len(reader.rounds()) + 2)
         finally:
-            results = {mode: _stop_reader(reader) for mode, reader in readers.items()}
-            exits = {mode: reader.returncode for mode, reader in readers.items()}
+            stderr = {mode: reader.stop() for mode, reader in readers.items()}
+        exits = {mode: reader.process.returncode for mode, reader in readers.items()}
     return ConcurrentRun(
         runs=first + second,
         before=before,
         after=after,
-        rounds={mode: rounds for mode, (rounds, _) in results.items()},
-        stderr={mode: err for mode, (_, err) in results.items()},
+        rounds={mode: reader.rounds() for mode, reader in readers.items()},
+        stderr=stderr,
         exits=exits,
         second_day=second_day,
         data_dir=data_dir,
