@@ -1,14 +1,12 @@
 """Inventory assets: one walk of OVH APIv6 yields the four inventory snapshots.
 
 The inventory is live state, so it is not partitioned by day: each materialisation stores the
-snapshot under the UTC day it was taken (`inventory/kind=<kind>/day=<day>/`). A second snapshot
-on the same day replaces the first, so re-runs never duplicate rows.
+snapshot under the UTC day it was taken, by APIv6's clock (`inventory/kind=<kind>/day=<day>/`).
+A second snapshot on the same day replaces the first, so re-runs never duplicate rows.
 """
 
 # No `from __future__ import annotations` here: Dagster checks the `context` annotation
 # by identity, which a string annotation fails.
-import datetime as dt
-
 import dagster as dg
 from dagster import AssetExecutionContext
 
@@ -45,7 +43,8 @@ def inventory_snapshot(
     ovh_api: OvhApiResource,
 ):
     settings = vscope_settings.settings
-    snapshot_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    # The API's clock, not this machine's, dates the snapshot: it describes the API's state.
+    snapshot_at = ovh_api.server_time()
     day = snapshot_at.date()
     snapshot = ovh_api.snapshot_inventory(snapshot_at)
 

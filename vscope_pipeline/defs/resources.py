@@ -19,6 +19,7 @@ from pydantic import PrivateAttr
 from vscope_pipeline.opentsdb.client import OpenTSDBClient
 from vscope_pipeline.ovh.client import build_ovh_client
 from vscope_pipeline.ovh.inventory import InventorySnapshot, snapshot_inventory
+from vscope_pipeline.ovh.server_time import api_server_time
 from vscope_pipeline.ovh.token import MetricsToken, fetch_metrics_token, find_user_id
 from vscope_pipeline.secrets import Secret
 from vscope_pipeline.settings import Settings, load_settings
@@ -62,6 +63,10 @@ class OvhApiResource(dg.ConfigurableResource):
                 client_secret=_reveal(credentials.client_secret),
             )
         return self._client
+
+    def server_time(self) -> dt.datetime:
+        """Return APIv6's current time (UTC, whole seconds), which dates an inventory snapshot."""
+        return api_server_time(self._ovh_client())
 
     def snapshot_inventory(self, snapshot_at: dt.datetime) -> InventorySnapshot:
         return snapshot_inventory(

@@ -225,6 +225,23 @@ class RetryingClient:
             idempotent=True,
         )
 
+    def time_delta(self) -> int:
+        """Return python-ovh's `time_delta`: APIv6 time minus local time, in whole seconds.
+
+        python-ovh reads `GET /auth/time` once per client and caches the difference, so only
+        the first call sends a request. That request is rate limited and retried like the others.
+        """
+        return int(
+            self._call(
+                "GET",
+                "/auth/time",
+                "/auth/time",
+                lambda: self._client.time_delta,
+                counts=None,
+                idempotent=True,
+            )
+        )
+
     def post(self, path: str, *, idempotent: bool, counts: CallCounts | None = None) -> Any:
         """POST to `path` without a body and return the decoded JSON.
 
