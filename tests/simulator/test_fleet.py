@@ -424,6 +424,27 @@ def test_api_objects_match_schema(fleet: Fleet) -> None:
     assert errors == []
 
 
+def test_changed_objects_match_schema() -> None:
+    changed = build_fleet(ANCHOR, vm_count=12, inventory_changes=True)
+    assert changed.scripted is not None
+    # At the anchor day every scripted change has happened.
+    now_ms = changed.anchor_ms
+    errors = []
+    for filer in changed.filers:
+        errors += schema_errors(filer.api_at(now_ms), "Filer", f"filer {filer.filer_id}")
+    for host in changed.hosts:
+        errors += schema_errors(host.api_at(now_ms), "Host", f"host {host.host_id}")
+    for vm in changed.vms:
+        errors += schema_errors(vm.api_at(now_ms), "Vm", f"vm {vm.vm_id}")
+    assert errors == []
+    changed_count = sum(
+        1
+        for entity in (*changed.vms, *changed.hosts, *changed.filers)
+        if entity.api_at(now_ms) != entity.api
+    )
+    assert changed_count == 5
+
+
 @pytest.mark.parametrize(
     ("kind", "field"),
     [

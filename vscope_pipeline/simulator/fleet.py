@@ -13,6 +13,9 @@ one per 10 VMs.
 - one VM is powered off: `powerState` is `poweredOff` and it has no series.
 - with `list_race=True`, one VM is listed by its datacenter's `/vm` route but its own GET
   returns 404, as when a VM is deleted between the two calls. Its series are normal.
+- with `inventory_changes=True`, VMs are resized, moved and powered off, a host enters
+  maintenance and a datastore grows on the days before `anchor_day` (see `fleet_events`).
+  APIv6 serves each object as it is at the server clock's time.
 
 `FleetSeries(fleet)` serves the fleet's time series (see `fleet_series`).
 """
@@ -28,6 +31,12 @@ from typing import Any
 
 from vscope_pipeline.catalog import EntityKind, datacenter_label
 from vscope_pipeline.simulator import fleet_objects as objects
+from vscope_pipeline.simulator.fleet_events import (
+    ObjectChange,
+    ScriptedChanges,
+    add_inventory_changes,
+    object_at,
+)
 from vscope_pipeline.simulator.fleet_series import FleetSeries, datastore_fill, stable_seed
 
 __all__ = [
@@ -38,6 +47,8 @@ __all__ = [
     "FleetSeries",
     "FleetUser",
     "FleetVm",
+    "ObjectChange",
+    "ScriptedChanges",
     "SeriesEntity",
     "build_fleet",
 ]
@@ -82,17 +93,30 @@ class FleetHost:
     name: str
     nics: tuple[str, ...]
     api: ApiObject = field(compare=False, repr=False)
+    changes: tuple[ObjectChange, ...] = ()
+
+    def api_at(self, now_ms: int) -> ApiObject:
+        """Return the APIv6 object at `now_ms` (epoch milliseconds), after its changes."""
+        return object_at(self.api, self.changes, now_ms)
 
 
 @dataclass(frozen=True)
 class FleetFiler:
-    """A datastore. `datacenter_id` is None for a global one, served at `/{sn}/filer`."""
+    """A datastore. `datacenter_id` is None for a global one, served at `/{sn}/filer`.
+
+    `size_gb` is the size before any change; its series stay bounded by it.
+    """
 
     filer_id: int
     datacenter_id: int | None
     name: str
     size_gb: int
     api: ApiObject = field(compare=False, repr=False)
+    changes: tuple[ObjectChange, ...] = ()
+
+    def api_at(self, now_ms: int) -> ApiObject:
+        """Return the APIv6 object at `now_ms` (epoch milliseconds), after its changes."""
+        return object_at(self.api, self.changes, now_ms)
 
     @property
     def capacity_kb(self) -> int:
@@ -105,6 +129,8 @@ class FleetVm:
 
     `deleted_at_ms` (epoch milliseconds) is when it stops reporting and leaves APIv6, None if
     never. `missing_on_get` marks the VM whose GET returns 404 although its datacenter lists it.
+    `host_id` and `powered_on` are the state before any change. `powered_off_at_ms` is when a
+    scripted change powers it off and its series stop, None if never.
     """
 
     vm_id: int
@@ -116,9 +142,21 @@ class FleetVm:
     deleted_at_ms: int | None
     missing_on_get: bool
     api: ApiObject = field(compare=False, repr=False)
+    changes: tuple[ObjectChange, ...] = ()
+    powered_off_at_ms: int | None = None
 
     def exists_at(self, now_ms: int) -> bool:
         return self.deleted_at_ms is None or now_ms < self.deleted_at_ms
+
+    def api_at(self, now_ms: int) -> ApiObject:
+        """Return the APIv6 object at `now_ms` (epoch milliseconds), after its changes."""
+        return object_at(self.api, self.changes, now_ms)
+
+    @property
+    def reports_until_ms(self) -> int | None:
+        """Epoch milliseconds from which it sends no points (deleted or powered off), or None."""
+        stops = [ms for ms in (self.deleted_at_ms, self.powered_off_at_ms) if ms is not None]
+        return min(stops, default=None)
 
 
 @dataclass(frozen=True)
@@ -159,6 +197,8 @@ class Fleet:
     vms: tuple[FleetVm, ...]
     users: tuple[FleetUser, ...]
     service: ApiObject = field(compare=False, repr=False)
+    # The objects that scripted inventory changes touch, None without them.
+    scripted: ScriptedChanges | None = None
 
     @property
     def anchor_ms(self) -> int:
@@ -216,7 +256,7 @@ class Fleet:
             for vm in self.vms:
                 if vm.datacenter_id == dc.datacenter_id and vm.powered_on:
                     entities.append(
-                        entity("vm", entity=vm.mo_ref, reports_until_ms=vm.deleted_at_ms)
+                        entity("vm", entity=vm.mo_ref, reports_until_ms=vm.reports_until_ms)
                     )
             for host in self.hosts_in(dc.datacenter_id):
                 entities.append(entity("host", entity=host.name, nics=host.nics))
@@ -233,11 +273,14 @@ def build_fleet(
     datacenter_count: int = 2,
     service_name: str = DEFAULT_SERVICE_NAME,
     list_race: bool = True,
+    inventory_changes: bool = False,
 ) -> Fleet:
     """Build the synthetic fleet. The same arguments always give the same fleet.
 
     `vm_count` VMs are spread over about `vm_count / 10` hosts (at least 3 per datacenter).
-    `list_race` adds the VM that is listed but whose GET returns 404.
+    `list_race` adds the VM that is listed but whose GET returns 404. `inventory_changes` adds
+    the dated changes of `fleet_events`, which need `vm_count` of 6 or more. Without them the
+    fleet is the same as before they existed, object for object.
     """
     if not 3 <= vm_count <= MAX_VM_COUNT:
         raise ValueError(
@@ -373,7 +416,7 @@ def build_fleet(
         )
         for index, profile in enumerate(objects.USER_PROFILES)
     )
-    return Fleet(
+    fleet = Fleet(
         anchor_day=anchor_day,
         seed=seed,
         service_name=service_name,
@@ -384,3 +427,4 @@ def build_fleet(
         users=users,
         service=objects.service_object(service_name, rand),
     )
+    return add_inventory_changes(fleet) if inventory_changes else fleet

@@ -165,6 +165,16 @@ def host_object(
     }
 
 
+def filer_size_fields(size_gb: int, used_gb: float) -> JsonObject:
+    """Return the `dedicatedCloud.Filer` fields that follow from its size, in GB."""
+    return {
+        "profile": f"{size_gb // 1000}t-nfs",
+        "fullProfile": f"Datastore NFS {size_gb // 1000} TB",
+        "size": unit_and_value("GB", size_gb),
+        "spaceFree": round(size_gb - used_gb, 2),
+    }
+
+
 def filer_object(
     filer_id: int,
     name: str,
@@ -178,14 +188,15 @@ def filer_object(
     """Return a `dedicatedCloud.Filer`, with space figures in GB as the schema states."""
     node = rand.randint(10, 99)
     has_slave = rand.random() < 0.7
+    sized = filer_size_fields(size_gb, used_gb)
     return {
         "filerId": filer_id,
         "name": name,
-        "profile": f"{size_gb // 1000}t-nfs",
-        "fullProfile": f"Datastore NFS {size_gb // 1000} TB",
-        "size": unit_and_value("GB", size_gb),
+        "profile": sized["profile"],
+        "fullProfile": sized["fullProfile"],
+        "size": sized["size"],
         "spaceUsed": round(used_gb, 2),
-        "spaceFree": round(size_gb - used_gb, 2),
+        "spaceFree": sized["spaceFree"],
         # Thin provisioning lets VMs be promised more than the datastore holds.
         "spaceProvisionned": round(used_gb * rand.uniform(1.1, 1.6), 2),
         "state": "delivered",
@@ -353,6 +364,11 @@ _LIVE_ONLY_FIELDS = (
     "readPerSecond",
     "writePerSecond",
 )
+
+
+def powered_off_vm_fields() -> JsonObject:
+    """Return the `dedicatedCloud.Vm` fields that change when a running VM is powered off."""
+    return {"powerState": "poweredOff", **dict.fromkeys(_LIVE_ONLY_FIELDS)}
 
 
 def vm_object(

@@ -128,7 +128,8 @@ class _Series:
 class FleetSeries:
     """The `SeriesSource` of a fleet: every catalogue metric plus `vscope.vm.mem.tps`.
 
-    Powered-off VMs have no series. The deleted VM's series end at its deletion time.
+    VMs powered off from the start have no series. The series of a deleted VM, or of one that a
+    scripted change powers off, end at that time.
     `step_seconds` is the interval between points and must divide a day. Points sit on exact
     multiples of it since the epoch, so on minute boundaries for the default of 60 s.
     `gap_probability` is the chance that a given series loses 1 to 3 stretches of 5-30

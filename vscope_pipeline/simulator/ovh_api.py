@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
@@ -118,7 +118,8 @@ def make_ovh_api_server(
     `opentsdb_url` is the `opentsdbEndpoint` the token routes return. `token_routes` names the
     token routes that exist (`metricsToken`, `getVscopeMetricsToken`). The others return 404,
     as on accounts where OVH has removed them. `clock` returns epoch seconds: it sets
-    `/auth/time`, the reference for signature timestamps, and when the deleted VM disappears.
+    `/auth/time`, the reference for signature timestamps, when the deleted VM disappears and
+    which scripted inventory changes the objects show (see `fleet_events`).
     `faults` are the faults to inject, by default none until some are queued.
     """
     unknown = sorted(set(token_routes) - set(TOKEN_ROUTES))
@@ -150,7 +151,28 @@ class _Route:
 class _Request:
     params: Mapping[str, str]
     query: Mapping[str, list[str]]
+    # The server clock when the request arrived, in epoch seconds.
     now: float
+
+    @property
+    def now_ms(self) -> int:
+        return int(self.now * 1000)
+
+
+class _ChangingObject(Protocol):
+    def api_at(self, now_ms: int) -> dict[str, Any]: ...
+
+
+def _lookup_at(
+    found: Mapping[int, _ChangingObject], now_ms: int
+) -> Callable[[int], dict[str, Any] | None]:
+    """Return a lookup of the APIv6 objects in `found` by id, as they are at `now_ms`."""
+
+    def lookup(object_id: int) -> dict[str, Any] | None:
+        item = found.get(object_id)
+        return None if item is None else item.api_at(now_ms)
+
+    return lookup
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -297,8 +319,8 @@ class _Api:
         return [filer.filer_id for filer in self.fleet.filers_in(self._datacenter_id(request))]
 
     def datacenter_filers(self, request: _Request) -> Any:
-        filers = {f.filer_id: f.api for f in self.fleet.filers_in(self._datacenter_id(request))}
-        return self._objects(request, "filerId", filers.get)
+        filers = {f.filer_id: f for f in self.fleet.filers_in(self._datacenter_id(request))}
+        return self._objects(request, "filerId", _lookup_at(filers, request.now_ms))
 
     def global_filer_ids(self, request: _Request) -> list[int]:
         self._service(request)
@@ -306,28 +328,27 @@ class _Api:
 
     def global_filers(self, request: _Request) -> Any:
         self._service(request)
-        filers = {filer.filer_id: filer.api for filer in self.fleet.filers_in(None)}
-        return self._objects(request, "filerId", filers.get)
+        filers = {filer.filer_id: filer for filer in self.fleet.filers_in(None)}
+        return self._objects(request, "filerId", _lookup_at(filers, request.now_ms))
 
     def host_ids(self, request: _Request) -> list[int]:
         return [host.host_id for host in self.fleet.hosts_in(self._datacenter_id(request))]
 
     def hosts(self, request: _Request) -> Any:
-        hosts = {h.host_id: h.api for h in self.fleet.hosts_in(self._datacenter_id(request))}
-        return self._objects(request, "hostId", hosts.get)
+        hosts = {h.host_id: h for h in self.fleet.hosts_in(self._datacenter_id(request))}
+        return self._objects(request, "hostId", _lookup_at(hosts, request.now_ms))
 
     def vm_ids(self, request: _Request) -> list[int]:
-        now_ms = int(request.now * 1000)
-        return [vm.vm_id for vm in self.fleet.vms_in(self._datacenter_id(request), now_ms)]
+        vms = self.fleet.vms_in(self._datacenter_id(request), request.now_ms)
+        return [vm.vm_id for vm in vms]
 
     def vms(self, request: _Request) -> Any:
-        now_ms = int(request.now * 1000)
         vms = {
-            vm.vm_id: vm.api
-            for vm in self.fleet.vms_in(self._datacenter_id(request), now_ms)
+            vm.vm_id: vm
+            for vm in self.fleet.vms_in(self._datacenter_id(request), request.now_ms)
             if not vm.missing_on_get
         }
-        return self._objects(request, "vmId", vms.get)
+        return self._objects(request, "vmId", _lookup_at(vms, request.now_ms))
 
     def user_ids(self, request: _Request) -> list[int]:
         self._service(request)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -58,29 +59,38 @@ def running_simulator(
     ovh_port: int = 0,
     opentsdb_port: int = 0,
     credentials: SimulatorCredentials | None = None,
+    clock: Callable[[], float] = time.time,
+    inventory_changes: bool = False,
 ) -> Iterator[RunningSimulator]:
     """Run both simulated services until the block exits.
 
     `anchor_day` is the simulator's "today" (default: today in UTC); the fleet's scripted events,
     such as the VM deleted at noon the day before, are placed relative to it. `step_seconds` is
-    the interval between two points of a series. Port 0 picks a free port.
+    the interval between two points of a series. Port 0 picks a free port. `clock` returns the
+    epoch seconds both servers take as "now": pass a `SimulatorClock` to stand at another
+    day. `inventory_changes` adds dated inventory changes before the anchor day (see
+    `fleet_events`), and needs `vm_count` of 6 or more.
     """
     anchor_day = anchor_day or dt.datetime.now(dt.UTC).date()
     credentials = credentials or SimulatorCredentials()
-    fleet = build_fleet(anchor_day, seed=seed, vm_count=vm_count)
+    fleet = build_fleet(
+        anchor_day, seed=seed, vm_count=vm_count, inventory_changes=inventory_changes
+    )
     series = FleetSeries(fleet, step_seconds=step_seconds)
     with ExitStack() as stack:
         tsdb = stack.enter_context(
             ServerThread(
                 make_opentsdb_server(
-                    series, [credentials.metrics_token], host=HOST, port=opentsdb_port
+                    series, [credentials.metrics_token], host=HOST, port=opentsdb_port, clock=clock
                 ),
                 name="simulated OpenTSDB",
             )
         )
         api = stack.enter_context(
             ServerThread(
-                make_ovh_api_server(fleet, credentials, tsdb.url, host=HOST, port=ovh_port),
+                make_ovh_api_server(
+                    fleet, credentials, tsdb.url, host=HOST, port=ovh_port, clock=clock
+                ),
                 name="simulated OVH APIv6",
             )
         )
