@@ -12,6 +12,55 @@ from types import TracebackType
 log = logging.getLogger(__name__)
 
 
+class NotLoopbackError(ValueError):
+    """A simulator host that is not, or does not resolve only to, a loopback address."""
+
+
+def loopback_address(host: str) -> tuple[socket.AddressFamily, str]:
+    """Return the address family and the loopback IP address to bind for `host`.
+
+    `host` is an IP address or a name resolved through the system resolver (for example
+    `localhost` from /etc/hosts). Raises NotLoopbackError, before anything is bound, for an
+    empty host (which would bind every interface), an address outside 127.0.0.0/8 and ::1,
+    or a name that resolves to any such address.
+    """
+    if not host:
+        raise NotLoopbackError(
+            "simulator host '' is not a loopback address (an empty host binds every network "
+            "interface): use 127.0.0.1"
+        )
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return _resolve_loopback(host)
+    if not literal.is_loopback:
+        raise NotLoopbackError(
+            f"simulator host {host!r} is not a loopback address: use 127.0.0.1 or ::1, the "
+            "simulator never listens on a network interface"
+        )
+    family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+    return family, str(literal)
+
+
+def _resolve_loopback(host: str) -> tuple[socket.AddressFamily, str]:
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise NotLoopbackError(
+            f"simulator host {host!r} could not be resolved ({error.strerror}): use 127.0.0.1"
+        ) from error
+    addresses = [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
+    outside = sorted({text for _, text in addresses if not ipaddress.ip_address(text).is_loopback})
+    if outside or not addresses:
+        raise NotLoopbackError(
+            f"simulator host {host!r} resolves to {', '.join(outside) or 'no address'}, which "
+            "is not a loopback address: use 127.0.0.1, the simulator never listens on a "
+            "network interface"
+        )
+    # Bind the address checked here, so that a second lookup cannot return another one.
+    return addresses[0]
+
+
 class LoopbackHTTPServer(ThreadingHTTPServer):
     """A threaded HTTP/1.1 server that only ever binds to a loopback address."""
 
@@ -20,12 +69,10 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(
-                f"simulator host {host!r} is not a loopback address: use 127.0.0.1, "
-                "the simulator never listens on a network interface"
-            )
-        super().__init__((host, port), handler)
+        family, address = loopback_address(host)
+        # TCPServer reads the family from the instance, so IPv6 ::1 works as well as 127.0.0.1.
+        self.address_family = family
+        super().__init__((address, port), handler)
 
     def get_request(self) -> tuple[socket.socket, object]:
         conn, address = super().get_request()
@@ -38,6 +85,8 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     def url(self) -> str:
         host, port = self.server_address[:2]
         host_text = host.decode() if isinstance(host, bytes) else host
+        if ":" in host_text:
+            host_text = f"[{host_text}]"
         return f"http://{host_text}:{port}"
 
 
