@@ -14,7 +14,9 @@ from vscope_pipeline.catalog import ENTITY_KINDS, EntityKind, build_catalog, met
 from vscope_pipeline.collect import MetricDayReport, collect_day
 from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS
 from vscope_pipeline.defs.partitions import build_daily_partitions, days_in_window
+from vscope_pipeline.defs.quality_checks import quality_check_results, quality_check_specs
 from vscope_pipeline.defs.resources import OpenTSDBResource, VScopeSettingsResource
+from vscope_pipeline.quality import measure_days
 from vscope_pipeline.targets import load_targets
 
 DAILY_PARTITIONS = build_daily_partitions()
@@ -70,6 +72,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
         group_name="metrics",
         kinds={"parquet", "opentsdb"},
         pool=OPENTSDB_POOL,
+        check_specs=quality_check_specs(metric_asset_key(kind)),
         deps=[INVENTORY_KEYS["datacenters"], INVENTORY_KEYS[_ENTITY_TABLE[kind]]],
         description=(
             f"vScope metrics of every {_ENTITY_NAME[kind]} from OpenTSDB: one row per metric, "
@@ -123,6 +126,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 on_metric_done=log_metric,
             )
 
+        qualities = measure_days(settings.data_dir, catalog, days)
         missing = sorted({key for report in reports for key in report.missing_entities})
         unexpected = sorted({key for report in reports for key in report.unexpected_entities})
         return dg.MaterializeResult(
@@ -148,7 +152,8 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 "unexpected_series_names": dg.MetadataValue.json(unexpected[:100]),
                 "downsample": settings.opentsdb_tuning.downsample or "raw points",
                 "per_metric": dg.MetadataValue.md(_report_table(reports)),
-            }
+            },
+            check_results=quality_check_results(metric_asset_key(kind), qualities),
         )
 
     return _metric_points
