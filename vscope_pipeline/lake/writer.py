@@ -6,12 +6,15 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vscope_pipeline.lake.layout import PARTITION_FILE
+from vscope_pipeline.lake.staging import claim_temporary_file, make_private_dirs, remove_abandoned
+from vscope_pipeline.lake.storage_full import storage_full_error, storage_full_reason
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +22,10 @@ log = logging.getLogger(__name__)
 # scans the groups of one file in parallel, and small enough that the min/max statistics of
 # the sorted `entity` column let a query on a few entities skip most groups.
 ROW_GROUP_ROWS = 131_072
+
+# Start of the temporary file names in a partition folder. The leading dot and the `.tmp` end
+# keep `**/*.parquet` globs and the `data.parquet` look-ups from ever reading them.
+TEMPORARY_PREFIX = f".{PARTITION_FILE}."
 
 
 @dataclass(frozen=True)
@@ -48,38 +55,90 @@ def write_partition(
       readers see the old or the new object there too.
     On failure the temporary file is removed and the previous partition stays as it was. A
     zero-row table still writes a file, so re-running an emptied day replaces stale rows.
+    When the disk, the quota or the file size limit is full, the error is a `StorageFullError`
+    that names the file and what to free.
+
+    On the local file system, new folders get mode 0o700 and the file 0o600, the data is
+    flushed to disk (fsync) before the rename, and temporary files that a killed writer left in
+    the folder are removed first (see `staging.remove_abandoned`).
 
     `folder` is a local path by default, or a path of `filesystem` (for S3, `bucket/prefix`).
     """
-    if filesystem is None:
-        filesystem = pafs.LocalFileSystem()
-        folder_path = os.path.abspath(os.fspath(folder))
-    else:
-        folder_path = os.fspath(folder).rstrip("/")
+    if filesystem is None or isinstance(filesystem, pafs.LocalFileSystem):
+        return _write_local(table, Path(os.path.abspath(os.fspath(folder))))
+
+    folder_path = os.fspath(folder).rstrip("/")
     target = f"{folder_path}/{PARTITION_FILE}"
-    temporary = f"{folder_path}/.{PARTITION_FILE}.{uuid.uuid4().hex}.tmp"
-
-    filesystem.create_dir(folder_path, recursive=True)
+    temporary = f"{folder_path}/{TEMPORARY_PREFIX}{uuid.uuid4().hex}.tmp"
     try:
-        with filesystem.open_output_stream(temporary) as sink:
-            pq.write_table(
-                table,
-                sink,
-                compression="zstd",
-                use_dictionary=_string_columns(table.schema),
-                row_group_size=ROW_GROUP_ROWS,
-                write_statistics=True,
-            )
-        size = filesystem.get_file_info(temporary).size
-        if isinstance(filesystem, pafs.LocalFileSystem):
-            os.replace(temporary, target)
-        else:
+        filesystem.create_dir(folder_path, recursive=True)
+        try:
+            with filesystem.open_output_stream(temporary) as sink:
+                _write_parquet(table, sink)
+            size = filesystem.get_file_info(temporary).size
             filesystem.move(temporary, target)
-    except BaseException:
-        _remove_temporary(filesystem, temporary)
+        except BaseException:
+            _remove_temporary(filesystem, temporary)
+            raise
+    except OSError as error:
+        _raise_if_storage_full(error, target, folder_path)
         raise
+    return _written(target, table, size)
 
-    log.debug("wrote %s: %d rows, %d bytes", target, table.num_rows, size)
+
+def _write_local(table: pa.Table, folder: Path) -> PartitionWrite:
+    target = folder / PARTITION_FILE
+    try:
+        make_private_dirs(folder)
+        remove_abandoned(folder, TEMPORARY_PREFIX)
+        with claim_temporary_file(folder, TEMPORARY_PREFIX) as temporary:
+            try:
+                # Truncates the claimed file, which keeps its inode, its lock and its 0o600 mode.
+                with pa.OSFile(str(temporary), "wb") as sink:
+                    _write_parquet(table, sink)
+                _fsync(temporary)
+                size = temporary.stat().st_size
+                os.replace(temporary, target)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+    except OSError as error:
+        _raise_if_storage_full(error, target, folder)
+        raise
+    return _written(str(target), table, size)
+
+
+def _write_parquet(table: pa.Table, sink: pa.NativeFile) -> None:
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        use_dictionary=_string_columns(table.schema),
+        row_group_size=ROW_GROUP_ROWS,
+        write_statistics=True,
+    )
+
+
+def _fsync(path: Path) -> None:
+    # Without it, a power cut soon after the rename can leave an empty data.parquet on
+    # file systems that allocate blocks lazily (ext4, XFS).
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _raise_if_storage_full(
+    error: OSError, target: str | os.PathLike[str], folder: str | os.PathLike[str]
+) -> None:
+    reason = storage_full_reason(error)
+    if reason is not None:
+        raise storage_full_error(target, reason, folder) from error
+
+
+def _written(target: str, table: pa.Table, size: int | None) -> PartitionWrite:
+    log.debug("wrote %s: %d rows, %d bytes", target, table.num_rows, size or 0)
     return PartitionWrite(path=target, rows=table.num_rows, bytes_written=int(size or 0))
 
 

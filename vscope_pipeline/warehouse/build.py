@@ -1,10 +1,11 @@
 """Build the DuckDB file that analysts and BI tools open.
 
-The database is rebuilt whole into a temporary file beside the target and then moved over it in
-one rename, so a reader that opens `vscope.duckdb` always finds a complete database, and a failed
-build leaves the previous one in place. Metric points stay in the Parquet lake: `metric_points`
-is a view over it, so a new day partition shows up without a rebuild (once the lake holds at
-least one metric partition; before that the view is a typed empty SELECT).
+The database is rebuilt whole in a temporary folder beside the target, and its file is then
+moved over the target in one rename, so a reader that opens `vscope.duckdb` always finds a
+complete database, and a failed build leaves the previous one in place. Metric points stay in
+the Parquet lake: `metric_points` is a view over it, so a new day partition shows up without a
+rebuild (once the lake holds at least one metric partition; before that the view is a typed
+empty SELECT).
 
 NOTE: DuckDB shares one database instance among the connections that one process opens on the
 same path. While a connection to the old file stays open, `duckdb.connect()` in that same
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +26,23 @@ import pyarrow as pa
 from vscope_pipeline.catalog import MetricSpec
 from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_root, latest_inventory_file
 from vscope_pipeline.lake.layout import metrics_root as lake_metrics_root
+from vscope_pipeline.lake.staging import (
+    PRIVATE_FILE_MODE,
+    claim_temporary_dir,
+    make_private_dirs,
+    remove_abandoned,
+)
+from vscope_pipeline.lake.storage_full import storage_full_error, storage_full_reason
 from vscope_pipeline.warehouse.history import create_history_tables
 from vscope_pipeline.warehouse.named_views import create_named_views
 from vscope_pipeline.warehouse.rollup_views import RollupReadError, create_rollup_views
 
 log = logging.getLogger(__name__)
+
+WAREHOUSE_FILE = "vscope.duckdb"
+# Start of the staging folder names beside the database. Older versions staged a file named
+# `.vscope.duckdb.<hex>.tmp` (plus `.wal`), which the same prefix also cleans up.
+STAGING_PREFIX = f".{WAREHOUSE_FILE}."
 
 METRIC_POINTS_COLUMNS = "metric, entity_kind, service_name, datacenter, entity, nic, ts, value, day"
 
@@ -172,23 +184,33 @@ def _create_objects(
 def build_warehouse(data_dir: Path, catalog: Sequence[MetricSpec]) -> WarehouseSummary:
     """Rebuild `<data_dir>/vscope.duckdb` from the lake and publish it in one rename.
 
-    Raises WarehouseBuildError when a lake file fails to load. The previous database then
-    stays in place and no temporary file is left behind.
+    The new database is built in a private staging folder (mode 0o700) beside the target, so
+    its write-ahead log and spill files are never readable by other users, and it is published
+    with mode 0o600. Staging folders left by a build that was killed are removed first.
+
+    Raises WarehouseBuildError when a lake file fails to load, and StorageFullError when the
+    disk, the quota or the file size limit is full. The previous database then stays in place
+    and no temporary file is left behind.
     """
-    target = data_dir / "vscope.duckdb"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    staging = data_dir / f".vscope.duckdb.{uuid.uuid4().hex}.tmp"
+    target = data_dir / WAREHOUSE_FILE
     try:
-        with duckdb.connect(str(staging)) as con:
-            days, history_tables = _create_objects(con, data_dir, catalog)
-            tables = ["metric_points", "metric_catalog"]
-            tables += [kind for kind in INVENTORY_KINDS if days[kind] is not None]
-            tables += history_tables
-            counts = _count_rows(con, data_dir, tables)
-            con.execute("CHECKPOINT")
-        os.replace(staging, target)
-    finally:
-        staging.unlink(missing_ok=True)
-        Path(f"{staging}.wal").unlink(missing_ok=True)
+        make_private_dirs(data_dir)
+        remove_abandoned(data_dir, STAGING_PREFIX)
+        with claim_temporary_dir(data_dir, STAGING_PREFIX) as staging_dir:
+            staging = staging_dir / WAREHOUSE_FILE
+            with duckdb.connect(str(staging)) as con:
+                days, history_tables = _create_objects(con, data_dir, catalog)
+                tables = ["metric_points", "metric_catalog"]
+                tables += [kind for kind in INVENTORY_KINDS if days[kind] is not None]
+                tables += history_tables
+                counts = _count_rows(con, data_dir, tables)
+                con.execute("CHECKPOINT")
+            os.chmod(staging, PRIVATE_FILE_MODE)
+            os.replace(staging, target)
+    except (OSError, duckdb.Error, WarehouseBuildError) as error:
+        reason = storage_full_reason(error)
+        if reason is not None:
+            raise storage_full_error(target, reason, data_dir) from error
+        raise
     log.info("published %s: %s", target, counts)
     return WarehouseSummary(path=target, row_counts=counts, inventory_days=days)
