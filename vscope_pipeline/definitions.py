@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from vscope_pipeline.defs.freshness import FRESHNESS_CHECKS, freshness_sensor
 from vscope_pipeline.defs.inventory_assets import inventory_snapshot
 from vscope_pipeline.defs.jobs import daily_ingest_schedule, ingest_job
 from vscope_pipeline.defs.metric_assets import METRIC_ASSETS
@@ -17,8 +18,14 @@ from vscope_pipeline.defs.warehouse_assets import (
 
 defs = dg.Definitions(
     assets=[inventory_snapshot, *METRIC_ASSETS, vscope_duckdb],
-    asset_checks=[metric_points_unique, warehouse_complete, metric_points_matched],
+    asset_checks=[
+        metric_points_unique,
+        warehouse_complete,
+        metric_points_matched,
+        *FRESHNESS_CHECKS,
+    ],
     jobs=[ingest_job],
     schedules=[daily_ingest_schedule],
+    sensors=[freshness_sensor],
     resources=build_resources(),
 )

@@ -27,6 +27,10 @@ DEFAULT_DATA_DIR = "./data"
 # set, and therefore the Dagster UI, does not shift from one day to the next.
 DEFAULT_START_DATE = dt.date(2025, 1, 1)
 
+# UTC hour by which yesterday's metric partitions must exist: the daily run starts at 01:30,
+# so 06:00 leaves it and a retry time to finish.
+DEFAULT_FRESHNESS_HOUR = 6
+
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _KEYS_HELP = (
     "create keys at https://eu.api.ovh.com/createToken/ (or the ca/us equivalent) or set it in "
@@ -390,3 +394,22 @@ def load_start_date(environ: Mapping[str, str] | None = None) -> dt.date:
             ]
         )
     return start
+
+
+def load_freshness_hour(environ: Mapping[str, str] | None = None) -> int:
+    """Return the UTC hour by which yesterday's partitions must exist, from VSCOPE_FRESHNESS_HOUR.
+
+    Read when the code location loads, because it shapes the freshness checks' schedule.
+    """
+    environ = os.environ if environ is None else environ
+    text = _clean(environ, "VSCOPE_FRESHNESS_HOUR")
+    if text is None:
+        return DEFAULT_FRESHNESS_HOUR
+    if not text.isdigit() or not 0 <= int(text) <= 23:
+        raise SettingsError(
+            [
+                f"VSCOPE_FRESHNESS_HOUR {text!r} is not an hour: use a whole number from 0 to 23 "
+                "(UTC), e.g. 6"
+            ]
+        )
+    return int(text)

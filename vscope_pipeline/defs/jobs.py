@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
+from vscope_pipeline.defs.freshness import FRESHNESS_CHECKS
+
 INGEST_JOB_NAME = "vscope_ingest"
 
 ingest_job = dg.define_asset_job(
     INGEST_JOB_NAME,
-    selection=dg.AssetSelection.groups("inventory", "metrics", "warehouse"),
+    # The freshness checks run from their own sensor: in a backfill of past days they would
+    # only repeat that yesterday is not loaded yet.
+    selection=dg.AssetSelection.groups("inventory", "metrics", "warehouse")
+    - dg.AssetSelection.checks(*FRESHNESS_CHECKS),
     description="Snapshot the inventory, fetch the metrics of the selected days, rebuild DuckDB.",
 )
 
