@@ -1,6 +1,6 @@
 """Inventory history through the whole pipeline: one run a day while the simulated fleet changes.
 
-The simulator's clock stands at 12:00 UTC on each of four days before the anchor day, and the
+The simulator's clock is set to 12:00 UTC on each of four days before the anchor day, and the
 pipeline snapshots the inventory and fetches that day's metrics. The scripted changes, at
 06:00 UTC, must appear as new versions in the history tables and in the named metric views.
 """

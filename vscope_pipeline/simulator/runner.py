@@ -67,7 +67,7 @@ def running_simulator(
     `anchor_day` is the simulator's "today" (default: today in UTC); the fleet's scripted events,
     such as the VM deleted at noon the day before, are placed relative to it. `step_seconds` is
     the interval between two points of a series. Port 0 picks a free port. `clock` returns the
-    epoch seconds both servers take as "now": pass a `SimulatorClock` to stand at another
+    epoch seconds both servers take as "now": pass a `SimulatorClock` to set them to another
     day. `inventory_changes` adds dated inventory changes before the anchor day (see
     `fleet_events`), and needs `vm_count` of 6 or more.
     """
