@@ -220,3 +220,56 @@ def test_data_dir_with_glob_character(tmp_path):
 
 def test_load_data_dir_needs_no_keys(tmp_path):
     assert load_data_dir({"VSCOPE_DATA_DIR": str(tmp_path)}) == tmp_path.resolve()
+
+
+EXPECTED_METRIC_FORM = (
+    "expected 'vscope.<vm|host|filer>.<name>[:unit]' with dot-separated words of lower-case "
+    "letters, digits and '_', for example 'vscope.vm.mem.tps:MB'"
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../x",
+        "a b",
+        "x;DROP",
+        "vscope.vm.x;DROP TABLE metric_points",
+        "vscope.vm.../etc",
+        "vscope.vm..x",
+        "vscope.vm.x.",
+        "vscope.vm.x/y",
+        "vscope.vm.Mem",
+        "vscope.vm.mém",
+        "vscope.disk.x",
+        "vscope.vm",
+    ],
+)
+def test_malformed_extra_metric_rejected(name):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**KEYS, "VSCOPE_EXTRA_METRICS": f"vscope.vm.mem.tps, {name}"})
+
+    assert caught.value.problems == [
+        f"VSCOPE_EXTRA_METRICS: extra metric {name!r} is not a vScope metric name: "
+        f"{EXPECTED_METRIC_FORM}"
+    ]
+
+
+@pytest.mark.parametrize("unit", ["x" * 17, "MB\x00", "KB\tper s"])
+def test_malformed_extra_metric_unit_rejected(unit):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**KEYS, "VSCOPE_EXTRA_METRICS": f"vscope.vm.mem.tps:{unit}"})
+
+    assert caught.value.problems == [
+        f"VSCOPE_EXTRA_METRICS: extra metric 'vscope.vm.mem.tps' has unit {unit!r}: expected "
+        "at most 16 printable characters, for example 'MB' or 'KB/s'"
+    ]
+
+
+def test_extra_metric_unit_with_odd_characters_kept():
+    settings = load_settings({**KEYS, "VSCOPE_EXTRA_METRICS": "vscope.vm.mem.tps:'µs; x'"})
+
+    (spec,) = settings.extra_metrics
+    assert spec.unit == "'µs; x'"
+    assert spec.min_value is None
+    assert spec.max_value is None

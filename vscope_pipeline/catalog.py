@@ -77,7 +77,10 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("vscope.vm.disk.latency.write", "vm", "ms", "VM disk write latency"),
 )
 
-_EXTRA_METRIC = re.compile(r"^vscope\.(vm|host|filer)\.[a-z0-9_.]+[a-z0-9_]$")
+# Dot-separated words of lower-case letters, digits and '_', as every vScope metric is named.
+# The name becomes a folder name in the lake, so '/', '..' and spaces must never pass.
+_EXTRA_METRIC = re.compile(r"vscope\.(vm|host|filer)(\.[a-z0-9_]+)+")
+_MAX_UNIT_CHARS = 16
 
 
 class CatalogError(ValueError):
@@ -90,16 +93,23 @@ def parse_extra_metric(text: str) -> MetricSpec:
     The entity kind comes from the name's second part (`vscope.vm.mem.tps` is a VM metric).
     """
     name, _, unit = text.strip().partition(":")
-    if not _EXTRA_METRIC.match(name):
+    if not _EXTRA_METRIC.fullmatch(name):
         raise CatalogError(
             f"extra metric {name!r} is not a vScope metric name: expected "
-            "'vscope.<vm|host|filer>.<name>[:unit]', for example 'vscope.vm.mem.tps:MB'"
+            "'vscope.<vm|host|filer>.<name>[:unit]' with dot-separated words of lower-case "
+            "letters, digits and '_', for example 'vscope.vm.mem.tps:MB'"
+        )
+    unit = unit.strip()
+    if len(unit) > _MAX_UNIT_CHARS or not unit.isprintable():
+        raise CatalogError(
+            f"extra metric {name!r} has unit {unit!r}: expected at most {_MAX_UNIT_CHARS} "
+            "printable characters, for example 'MB' or 'KB/s'"
         )
     kind: EntityKind = name.split(".")[1]  # type: ignore[assignment]
     return MetricSpec(
         name,
         kind,
-        unit.strip() or "unknown",
+        unit or "unknown",
         "Undocumented vScope metric added by configuration",
         min_value=None,
         documented=False,
