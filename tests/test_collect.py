@@ -17,6 +17,7 @@ from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.opentsdb.client import MetricDayResult, MetricDayStats
 from vscope_pipeline.opentsdb.errors import OpenTSDBServerError
+from vscope_pipeline.opentsdb.results import DecodeStats
 
 SPECS = {spec.name: spec for spec in BUILTIN_METRICS}
 CPU = SPECS["vscope.vm.cpu.usage.perc"]
@@ -97,13 +98,7 @@ class FakeOpenTSDB:
             series = len(set(identities))
             stats = MetricDayStats(
                 requests=1,
-                series=series,
-                points=table.num_rows + 1,
-                dropped_nan=1,
-                dropped_out_of_window=0,
-                duplicates=0,
-                empty_series=0,
-                skipped_elements=0,
+                decoded=DecodeStats(series=series, points=table.num_rows + 1, dropped_nan=1),
                 bytes_received=1000,
                 no_such_name=False,
             )
@@ -157,10 +152,8 @@ def test_partitions_written_per_metric(tmp_path):
             rows=6,
             entities_expected=3,
             entities_received=3,
-            series=3,
             requests=2,
-            points=8,
-            dropped_points=2,
+            decoded=DecodeStats(series=3, points=8, dropped_nan=2),
             bytes_received=2000,
             file_bytes=_file_size(tmp_path, CPU),
             rollup_file_bytes=_rollup_size(tmp_path, CPU),
@@ -172,10 +165,8 @@ def test_partitions_written_per_metric(tmp_path):
             rows=6,
             entities_expected=3,
             entities_received=3,
-            series=3,
             requests=2,
-            points=8,
-            dropped_points=2,
+            decoded=DecodeStats(series=3, points=8, dropped_nan=2),
             bytes_received=2000,
             file_bytes=_file_size(tmp_path, MEM),
             rollup_file_bytes=_rollup_size(tmp_path, MEM),

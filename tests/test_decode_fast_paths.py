@@ -14,9 +14,10 @@ import pyarrow as pa
 import pytest
 
 from vscope_pipeline.catalog import BUILTIN_METRICS, MetricSpec
-from vscope_pipeline.opentsdb.decode import DecodeStats, decode_query_response
+from vscope_pipeline.opentsdb.decode import decode_query_response
 from vscope_pipeline.opentsdb.errors import OpenTSDBDecodeError
 from vscope_pipeline.opentsdb.planning import day_window
+from vscope_pipeline.opentsdb.results import DecodeStats
 
 SPECS = {spec.name: spec for spec in BUILTIN_METRICS}
 VM_SPEC = SPECS["vscope.vm.cpu.ready"]

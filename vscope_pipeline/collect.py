@@ -23,6 +23,7 @@ from vscope_pipeline.lake.layout import ROLLUP_GRAINS, metric_partition_dir, rol
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.opentsdb.client import MetricDayResult
+from vscope_pipeline.opentsdb.results import DecodeStats
 from vscope_pipeline.rollups import rollup_table
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,14 @@ class MetricDayReport:
     # Entities the inventory lists for this metric's kind, and those that sent a series.
     entities_expected: int = 0
     entities_received: int = 0
-    series: int = 0
     requests: int = 0
     retries: int = 0
     splits: int = 0
     fallback_requests: int = 0
-    points: int = 0
-    dropped_points: int = 0
+    # The decoding counts of every datacenter together: series, points and drops by reason.
+    decoded: DecodeStats = field(default_factory=DecodeStats)
+    # Datacenters for which the server knew neither the metric nor the datacenter tag value.
+    no_such_name: int = 0
     bytes_received: int = 0
     file_bytes: int = 0
     # Bytes of the hourly and daily rollup files written from this metric-day, together.
@@ -76,6 +78,38 @@ class MetricDayReport:
     # Entities that sent a series but are not in the inventory snapshot: deleted since, or
     # listed by APIv6 but not found on GET.
     unexpected_entities: list[str] = field(default_factory=list)
+
+    @property
+    def series(self) -> int:
+        return self.decoded.series
+
+    @property
+    def points(self) -> int:
+        return self.decoded.points
+
+    @property
+    def dropped_points(self) -> int:
+        """Return the points received but not stored, whatever the reason."""
+        return self.decoded.dropped_points
+
+
+# The DecodeStats fields that count dropped points or odd values, as run metadata keys.
+DROP_COUNTERS = (
+    "dropped_nan",
+    "dropped_infinite",
+    "dropped_out_of_range",
+    "dropped_out_of_window",
+    "duplicates",
+    "dropped_unidentified",
+    "unidentified_series",
+    "numeric_strings",
+)
+
+
+def drop_metadata(reports: Sequence[MetricDayReport]) -> dict[str, int]:
+    """Return each drop counter summed over `reports`, for a run's metadata."""
+    total = sum((report.decoded for report in reports), DecodeStats())
+    return {name: getattr(total, name) for name in DROP_COUNTERS}
 
 
 def _series_keys(table: pa.Table) -> set[str]:
@@ -122,13 +156,12 @@ def _write_metric_day(
     table = pa.concat_tables(tables) if tables else METRIC_FILE_SCHEMA.empty_table()
     report = MetricDayReport(metric=spec.name, day=day, rows=table.num_rows)
     for result in results:
-        report.series += result.stats.series
         report.requests += result.stats.requests
         report.retries += result.stats.retries
         report.splits += result.stats.splits
         report.fallback_requests += result.stats.fallback_requests
-        report.points += result.stats.points
-        report.dropped_points += result.stats.dropped_points
+        report.decoded += result.stats.decoded
+        report.no_such_name += result.stats.no_such_name
         report.bytes_received += result.stats.bytes_received
 
     received = _series_keys(table)
@@ -149,7 +182,29 @@ def _write_metric_day(
         rollup = rollup_table(table, grain)
         folder = rollup_partition_dir(data_dir, grain, spec.name, day)
         report.rollup_file_bytes += write_partition(rollup, folder).bytes_written
+    _log_report(report)
     return report
+
+
+def _log_report(report: MetricDayReport) -> None:
+    """Log one line per metric-day, at WARNING when a value was dropped as invalid."""
+    decoded = report.decoded
+    invalid = decoded.dropped_infinite + decoded.dropped_out_of_range + decoded.dropped_unidentified
+    log.log(
+        logging.WARNING if invalid else logging.INFO,
+        "%s %s: %d rows from %d series; dropped or odd values: %s%s",
+        report.day.isoformat(),
+        report.metric,
+        report.rows,
+        decoded.series,
+        decoded.describe_drops(),
+        (
+            f"; {report.no_such_name} datacenter(s) where the server knows no such metric "
+            "or datacenter"
+            if report.no_such_name
+            else ""
+        ),
+    )
 
 
 def collect_day(

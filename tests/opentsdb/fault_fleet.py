@@ -3,7 +3,8 @@
 Datacenter 1 has six VMs and two hosts with two NICs each, datacenter 2 one VM. Every series
 has one point every 5 minutes from an hour before the test day to an hour after it, so that
 OpenTSDB's scan padding reads points outside the day. Values encode the entity and the time,
-so that a misplaced point changes a value.
+so that a misplaced point changes a value, and stay inside each metric's valid range (the
+percentages between 10 and 93).
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ class FleetSource:
         ts = np.arange(T0 - 3_600_000, STOP + 3_600_000, STEP_MS, dtype=np.int64)
         steps = (ts - T0) // STEP_MS
         for number, vm in enumerate(DC1_VMS, start=1):
-            for spec, scale in ((VM_CPU, 1.0), (VM_MEM, 0.5)):
+            for spec, scale in ((VM_CPU, 0.01), (VM_MEM, 0.005)):
                 values = (number * 1000 + steps) * scale
                 self._add(spec.name, {"datacenter": DC1, "vm": vm}, ts, values)
-        self._add(VM_CPU.name, {"datacenter": DC2, "vm": "vm-9"}, ts, 9000.0 + steps)
+        self._add(VM_CPU.name, {"datacenter": DC2, "vm": "vm-9"}, ts, (9000.0 + steps) / 100)
         for host_number, host in enumerate(DC1_HOSTS, start=1):
             for nic_number, nic in enumerate(NICS):
                 tags = {"datacenter": DC1, "host": host, "nicname": nic}

@@ -28,6 +28,7 @@ from vscope_pipeline.opentsdb.errors import (
     OpenTSDBServerError,
 )
 from vscope_pipeline.opentsdb.planning import build_query_body, day_window
+from vscope_pipeline.opentsdb.results import DecodeStats
 from vscope_pipeline.retry import RetryPolicy
 from vscope_pipeline.secrets import Secret
 from vscope_pipeline.simulator.http import LoopbackHTTPServer, QuietHandler, ServerThread
@@ -223,13 +224,7 @@ def test_fetch_decodes_response(server: ScriptedServer, compressed: bool) -> Non
     }
     assert result.stats == MetricDayStats(
         requests=1,
-        series=1,
-        points=2,
-        dropped_nan=0,
-        dropped_out_of_window=0,
-        duplicates=0,
-        empty_series=0,
-        skipped_elements=0,
+        decoded=DecodeStats(series=1, points=2),
         bytes_received=len(ONE_SERIES),
         no_such_name=False,
     )
@@ -251,7 +246,7 @@ def test_no_such_name_is_empty_result(server: ScriptedServer, message: str) -> N
     assert result.table.schema == METRIC_FILE_SCHEMA
     assert result.stats.no_such_name is True
     assert result.stats.requests == 1
-    assert result.stats.points == 0
+    assert result.stats.decoded.points == 0
 
 
 def _error_json(status: int, message: str) -> bytes:
@@ -406,7 +401,7 @@ def test_transient_failures_then_success(server: ScriptedServer) -> None:
     result = client.fetch()
 
     assert result.stats.requests == 3
-    assert result.stats.points == 2
+    assert result.stats.decoded.points == 2
     assert client.sleeps == [0.5, 1.0]
 
 

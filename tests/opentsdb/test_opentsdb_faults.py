@@ -198,8 +198,8 @@ def test_limit_splits_day_into_halves(server: OpenTsdbServer, as_proxy: bool) ->
     assert result.stats.splits == 1
     assert result.stats.requests == 3
     assert result.stats.retries == 0
-    assert result.stats.series == 6
-    assert result.stats.points == 6 * 288
+    assert result.stats.decoded.series == 6
+    assert result.stats.decoded.points == 6 * 288
     failed = 500 if as_proxy else 413
     assert _statuses_since(server, before) == {failed: 1, 200: 2}
 
@@ -214,7 +214,7 @@ def test_limit_splits_per_nic_metric(server: OpenTsdbServer) -> None:
     assert result.table.equals(expected)
     assert result.stats.splits == 3
     assert result.stats.requests == 7
-    assert result.stats.series == 4
+    assert result.stats.decoded.series == 4
 
 
 def test_read_timeout_splits_day(server: OpenTsdbServer) -> None:
@@ -355,7 +355,7 @@ def test_threads_share_one_refresh(server: OpenTsdbServer) -> None:
 
     assert len(results) == 6
     assert calls == ["refresh"]
-    assert all(result.stats.points == 6 * 288 for result in results)
+    assert all(result.stats.decoded.points == 6 * 288 for result in results)
 
 
 def test_non_grouping_server_falls_back(server: OpenTsdbServer) -> None:
@@ -384,7 +384,7 @@ def test_non_grouping_per_nic_fallback(server: OpenTsdbServer) -> None:
     result = Recorder(server).fetch(HOST_TX, DC1_HOSTS)
 
     assert result.table.equals(expected)
-    assert result.stats.series == 4
+    assert result.stats.decoded.series == 4
     assert result.stats.fallback_requests == 1
 
 
@@ -422,8 +422,8 @@ def test_end_aligned_downsample_is_restamped(server: OpenTsdbServer) -> None:
 
     assert result.table.equals(expected)
     assert result.table.num_rows == 6 * 96
-    assert result.stats.dropped_out_of_window == 0
-    assert result.stats.dropped_points == 0
+    assert result.stats.decoded.dropped_out_of_window == 0
+    assert result.stats.decoded.dropped_points == 0
     starts = result.table.column("ts").cast(pa.int64()).to_pylist()
     assert all(ts % 900_000 == 0 for ts in starts)
 

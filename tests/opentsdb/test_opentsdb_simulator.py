@@ -146,9 +146,9 @@ def test_vm_metric_of_one_datacenter(server: OpenTsdbServer) -> None:
         "ts": _timestamps([T0, T0 + FIVE_MINUTES, T0, T0 + FIVE_MINUTES, STOP - 1]),
         "value": [10.0, 11.0, 20.0, 21.5, 22.0],
     }
-    assert result.stats.series == 2
+    assert result.stats.decoded.series == 2
     assert result.stats.requests == 1
-    assert result.stats.dropped_out_of_window == 0
+    assert result.stats.decoded.dropped_out_of_window == 0
     assert result.stats.no_such_name is False
 
 
@@ -164,7 +164,7 @@ def test_per_nic_metric(server: OpenTsdbServer) -> None:
         "ts": _timestamps([T0, T0 + FIVE_MINUTES, T0]),
         "value": [100.0, 150.0, 200.0],
     }
-    assert result.stats.series == 2
+    assert result.stats.decoded.series == 2
 
 
 def test_response_is_gzip_encoded(server: OpenTsdbServer) -> None:
@@ -202,7 +202,7 @@ def test_datacenter_without_series_of_metric(server: OpenTsdbServer) -> None:
 
     assert result.table.num_rows == 0
     assert result.stats.no_such_name is False
-    assert result.stats.series == 0
+    assert result.stats.decoded.series == 0
 
 
 def test_wrong_token_is_auth_error(server: OpenTsdbServer) -> None:

@@ -244,16 +244,17 @@ class OpenTSDBClient:
         stats = result.stats
         log.debug(
             "fetched %s of %s for %s: %d series, %d points, %d requests, %d retries, "
-            "%d splits, %d fallback requests",
+            "%d splits, %d fallback requests; %s",
             spec.name,
             datacenter_label,
             day.isoformat(),
-            stats.series,
-            stats.points,
+            stats.decoded.series,
+            stats.decoded.points,
             stats.requests,
             stats.retries,
             stats.splits,
             stats.fallback_requests,
+            stats.decoded.describe_drops(),
         )
         return result
 

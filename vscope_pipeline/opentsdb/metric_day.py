@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from vscope_pipeline.catalog import MetricSpec
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
-from vscope_pipeline.opentsdb.decode import DecodeStats, decode_query_response
+from vscope_pipeline.opentsdb.decode import decode_query_response
 from vscope_pipeline.opentsdb.downsample import Downsample, restamp_to_epoch_grid
 from vscope_pipeline.opentsdb.errors import (
     OpenTSDBDecodeError,
@@ -44,6 +44,7 @@ from vscope_pipeline.opentsdb.planning import (
     validate_tag_value,
 )
 from vscope_pipeline.opentsdb.results import (
+    DecodeStats,
     FetchCounters,
     MetricDayResult,
     MetricDayStats,
@@ -272,8 +273,7 @@ class MetricDayFetch:
         return _Part(table, stats, no_such_name=False, series_exact=outside == 0)
 
     def _empty_part(self, *, no_such_name: bool) -> _Part:
-        stats = DecodeStats(0, 0, 0, 0, 0, 0, 0)
-        return _Part(METRIC_FILE_SCHEMA.empty_table(), stats, no_such_name=no_such_name)
+        return _Part(METRIC_FILE_SCHEMA.empty_table(), DecodeStats(), no_such_name=no_such_name)
 
     def _limit_error(self, unit: QueryUnit, error: OpenTSDBError) -> OpenTSDBLimitError:
         minutes = (unit.window.stop_ms - unit.window.start_ms) / 60_000
@@ -307,15 +307,10 @@ class MetricDayFetch:
             else:
                 table = pa.concat_tables(tables).sort_by(_SORT_KEYS)
             series = _count_series(table)
+        decoded = sum((part.stats for part in parts), DecodeStats())
         stats = MetricDayStats(
             requests=counters.requests,
-            series=series,
-            points=table.num_rows,
-            dropped_nan=sum(part.stats.dropped_nan for part in parts),
-            dropped_out_of_window=sum(part.stats.dropped_out_of_window for part in parts),
-            duplicates=sum(part.stats.duplicates for part in parts),
-            empty_series=sum(part.stats.empty_series for part in parts),
-            skipped_elements=sum(part.stats.skipped_elements for part in parts),
+            decoded=replace(decoded, series=series, points=table.num_rows),
             bytes_received=counters.bytes_received,
             no_such_name=bool(parts) and all(part.no_such_name for part in parts),
             retries=counters.retries,
