@@ -12,9 +12,9 @@ OVHcloud's proxy (ovh/erlenmeyer) in front of it:
 
 Responses are gzip-compressed when the client accepts gzip. The `arrays` query-string flag
 switches `dps` to `[ts, value]` pairs. `Faults` injects forced responses, delays, a
-data-point limit and departures from OpenTSDB's grouping and bucket alignment, and
-`counters` records the responses sent. `accept()` and `revoke()` change the accepted tokens
-while the server runs, to test token expiry and rotation.
+data-point limit, departures from OpenTSDB's grouping and bucket alignment, and connection
+resets in the middle of a body. `counters` records the responses sent. `accept()` and
+`revoke()` change the accepted tokens while the server runs, to test token expiry and rotation.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import base64
 import binascii
 import gzip
 import logging
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -271,6 +273,24 @@ class _OpenTsdbHandler(QuietHandler):
     def _send_forced(self, forced: ForcedResponse) -> None:
         self._send(forced.status, forced.body, forced.content_type, dict(forced.headers))
 
+    def _send_cut(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str]
+    ) -> None:
+        """Send the headers and half of `body`, then reset the connection."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        # A zero linger time makes close() send a TCP RST instead of a FIN, so the client
+        # sees "connection reset by peer" as after a proxy or network failure.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
+
     def _send_text(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
         # Go's http.Error ends the message with a newline.
         self._send(status, (text + "\n").encode(), _TEXT, {**_TEXT_HEADERS, **(headers or {})})
@@ -292,7 +312,11 @@ class _OpenTsdbHandler(QuietHandler):
             headers["Content-Encoding"] = "gzip"
         self.server.counters.record(status, points)
         try:
-            self.send_body(status, body, content_type, headers)
+            if self.path.startswith("/api/query") and self.server.faults.take_cut():
+                log.info("cutting the %d response to %s", status, self.client_address)
+                self._send_cut(status, body, content_type, headers)
+            else:
+                self.send_body(status, body, content_type, headers)
         except (BrokenPipeError, ConnectionResetError):
             # Clients that time out (retry tests, impatient callers) close the socket first.
             log.info("client %s left before its %d response", self.client_address, status)

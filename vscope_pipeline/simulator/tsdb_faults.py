@@ -4,8 +4,9 @@ Tests and benchmarks change a `Faults` object while the server runs, from anothe
 They can queue forced responses (a 429 with `Retry-After`, a 502 page) and delay every
 response or only large ones. A data-point limit makes large sub-queries fail with OpenTSDB's
 413 or with the 500 of OVH's proxy. The server can also ignore group-by, or align downsample
-buckets to the query end as OVH's proxy does. `RequestCounters` records the responses the
-server sent.
+buckets to the query end as OVH's proxy does, and cut responses short: the headers and half
+of the body are sent, then the connection is reset. `RequestCounters` records the responses
+the server sent.
 """
 
 from __future__ import annotations
@@ -55,7 +56,33 @@ class Faults:
     # OpenTSDB's epoch-aligned buckets stamped with their start.
     end_aligned_buckets: bool = False
     _forced: deque[ForcedResponse] = field(default_factory=deque, repr=False)
+    _cuts: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def cut_next(self, count: int = 1) -> None:
+        """Cut the next `count` `/api/query` responses, forced ones included, after half the body.
+
+        Each sends its headers with the full Content-Length and the first half of the body (as
+        sent, so gzip-compressed when the client accepts gzip), then resets the connection.
+        """
+        if count < 0:
+            raise ValueError(f"cut_next count {count} is invalid: expected 0 or more")
+        with self._lock:
+            self._cuts += count
+
+    def take_cut(self) -> bool:
+        """Return whether the response being sent is to be cut, using up one cut if so."""
+        with self._lock:
+            if self._cuts == 0:
+                return False
+            self._cuts -= 1
+            return True
+
+    def clear(self) -> None:
+        """Remove the queued forced responses and the pending cuts."""
+        with self._lock:
+            self._forced.clear()
+            self._cuts = 0
 
     def force(self, *responses: ForcedResponse) -> None:
         """Queue responses that the next `/api/query` requests get, one each, in order."""
@@ -71,6 +98,11 @@ class Faults:
         """Return how many forced responses are still queued."""
         with self._lock:
             return len(self._forced)
+
+    def pending_cuts(self) -> int:
+        """Return how many responses are still to be cut."""
+        with self._lock:
+            return self._cuts
 
 
 @dataclass(frozen=True)
