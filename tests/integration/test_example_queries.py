@@ -87,8 +87,8 @@ COLUMNS = {
         "points",
         "min_points_per_series",
         "max_points_per_series",
-        "first_ts",
-        "last_ts",
+        "first_hour",
+        "last_hour",
     ],
     HOST_ALLOCATION: [
         "host",
@@ -114,7 +114,11 @@ def con(ingested):
 
 
 def _run(con, example):
-    cursor = con.execute(example.sql)
+    return _run_sql(con, example.sql)
+
+
+def _run_sql(con, sql):
+    cursor = con.execute(sql)
     columns = [column[0] for column in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()], columns
 
@@ -139,6 +143,50 @@ def test_ten_examples_documented():
     for example in EXAMPLES:
         assert f"## {example.title}" in text
         assert f"```sql\n{example.sql.strip()};\n```" in text
+        assert f"```sql\n{example.raw_sql.strip()};\n```" in text
+
+
+# One day is stored, so every window of one day or more covers the same points. The highest
+# daily p95 is then the exact p95 of that day, so both forms must return the same rows.
+SAME_ON_ONE_DAY = [example for example in EXAMPLES if example is not DATASTORE_DAYS_TO_FULL]
+
+
+@pytest.mark.parametrize("example", SAME_ON_ONE_DAY, ids=lambda example: example.title)
+def test_rollup_form_equals_raw_form(con, example):
+    rollup_rows, rollup_columns = _run_sql(con, example.sql)
+    raw_rows, raw_columns = _run_sql(con, example.raw_sql)
+
+    assert rollup_columns == raw_columns
+    assert rollup_rows
+    assert rollup_rows == raw_rows
+
+
+def test_rollup_views_cover_raw_points(con):
+    raw_points = _scalar(con, "SELECT count(*) FROM metric_points")
+    hourly_samples = _scalar(con, "SELECT sum(samples) FROM metric_hourly")
+    daily_samples = _scalar(con, "SELECT sum(samples) FROM metric_daily")
+
+    assert raw_points > 0
+    assert hourly_samples == raw_points
+    assert daily_samples == raw_points
+
+
+def test_datastore_rollup_form_close_to_raw(con):
+    rollup_rows, _ = _run(con, DATASTORE_DAYS_TO_FULL)
+    raw_rows, _ = _run_sql(con, DATASTORE_DAYS_TO_FULL.raw_sql)
+
+    # Two datastores close in days to full may swap places, so rows are matched by name.
+    by_name = {row["datastore"]: row for row in raw_rows}
+    assert sorted(by_name) == sorted(row["datastore"] for row in rollup_rows)
+    for rollup in rollup_rows:
+        raw = by_name[rollup["datastore"]]
+        assert rollup["size_gb"] == raw["size_gb"]
+        # The last hour's average against the last point. The simulator moves each point by up
+        # to 0.2 % of the datastore's size, and both figures are rounded to 0.1 GB.
+        assert rollup["used_gb"] == pytest.approx(raw["used_gb"], abs=0.002 * raw["size_gb"] + 0.1)
+        assert rollup["growth_gb_per_day"] == pytest.approx(
+            raw["growth_gb_per_day"], rel=0.05, abs=0.002
+        )
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda example: example.title)
@@ -210,7 +258,8 @@ def test_datastore_days_to_full(con):
         assert (row["days_to_full"] is None) == (row["growth_gb_per_day"] <= 0)
     full = [row["days_to_full"] for row in rows if row["days_to_full"] is not None]
     assert full == sorted(full)
-    # Each datastore's last point and least-squares slope, recomputed from its raw points.
+    # The documented approximation, recomputed from each datastore's raw points: the average
+    # of the last hour, and the least-squares slope of the hourly averages.
     for row in rows:
         points = con.execute(
             "SELECT epoch(ts), value FROM metric_points "
@@ -219,9 +268,12 @@ def test_datastore_days_to_full(con):
         ).fetchall()
         seconds = np.array([point[0] for point in points])
         kilobytes = np.array([point[1] for point in points])
-        last_kb = kilobytes[seconds == seconds.max()][0]
-        slope_kb_per_day = np.polyfit(seconds, kilobytes, 1)[0] * 86_400
-        assert row["used_gb"] == pytest.approx(last_kb / 1_048_576, abs=ROUNDED_1)
+        hours = np.floor_divide(seconds, 3600) * 3600
+        last_hour_kb = kilobytes[hours == hours.max()].mean()
+        starts = np.unique(hours)
+        averages = np.array([kilobytes[hours == start].mean() for start in starts])
+        slope_kb_per_day = np.polyfit(starts, averages, 1)[0] * 86_400
+        assert row["used_gb"] == pytest.approx(last_hour_kb / 1_048_576, abs=ROUNDED_1)
         assert row["growth_gb_per_day"] == pytest.approx(slope_kb_per_day / 1_048_576, abs=6e-4)
 
 
@@ -314,7 +366,9 @@ def test_metric_completeness(con, ingested):
     midnight = dt.datetime.combine(ingested.day, dt.time(), tzinfo=dt.UTC)
     for row in rows:
         assert 1 <= row["min_points_per_series"] <= row["max_points_per_series"]
-        assert midnight <= row["first_ts"] <= row["last_ts"] < midnight + dt.timedelta(days=1)
+        assert midnight <= row["first_hour"] <= row["last_hour"] < midnight + dt.timedelta(days=1)
+        assert row["first_hour"].minute == 0
+        assert row["last_hour"].minute == 0
     by_metric = {row["metric"]: row for row in rows}
     host_nic_series = _scalar(
         con,

@@ -1,21 +1,75 @@
 """Ten example queries on the DuckDB file, each answering a question an operator asks often.
 
-Every query reads the last UTC day stored (or the 30 days up to it for trends), so it runs
-unchanged on any warehouse the pipeline built. docs/example-queries.md lists the same SQL.
+Every query reads the last UTC day stored of the metrics it reads (or the days up to it for
+trends), so it runs unchanged on any warehouse the pipeline built. That last day is looked up
+for those metrics only, because DuckDB then opens only their partition files, not every file
+of the view. docs/example-queries.md lists the same SQL.
+
+Each query that reads metrics has two forms. `sql` reads the rollups (`metric_daily`, or
+`metric_hourly` where it needs hours), so a dashboard over a year reads about 8,760 rows per
+series instead of 525,600 points. `raw_sql` computes the same figures from `metric_points`.
+Both forms give the same sample counts, minimums and maximums, and averages up to float
+rounding: the rollup form weights each bucket's average by its samples,
+`sum(avg * samples) / sum(samples)`. Two figures cannot be derived exactly from rollups:
+
+- A 95th percentile over several days is the highest daily p95 of the period (the p95 of the
+  worst day). On a one-day window it is the exact p95 of that day. Over a longer window it is
+  usually at or above the exact p95, but not always, because each daily p95 interpolates
+  between two ranks.
+- A datastore's growth is the least-squares slope of its hourly averages against the start of
+  each hour, and its used space is the average of the last hour stored, both close to the
+  raw figures for a series that changes slowly.
+
+`{days}` in a template is the window in days, ending on the last day stored; `sql` and
+`raw_sql` use the example's default window, and `sql_over` / `raw_sql_over` take another.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+DAYS_PLACEHOLDER = "{days}"
+
 
 @dataclass(frozen=True)
 class ExampleQuery:
-    """One documented example: a short title, the question it answers, and its SQL."""
+    """One documented example: a short title, the question it answers, and its two SQL forms.
+
+    `template` reads the rollups and `raw_template` the raw points. `days` is the default
+    window in days, None for a query that reads no metric (both templates are then the same).
+    """
 
     title: str
     description: str
-    sql: str
+    template: str
+    raw_template: str
+    days: int | None = 1
+
+    @property
+    def sql(self) -> str:
+        """The documented SQL: the rollup form over the default window."""
+        return self.sql_over(self.days)
+
+    @property
+    def raw_sql(self) -> str:
+        """The raw-point form over the default window, giving the same figures as `sql`."""
+        return self.raw_sql_over(self.days)
+
+    def sql_over(self, days: int | None) -> str:
+        """Return the rollup form over the `days` days up to the last day stored."""
+        return _render(self.template, days)
+
+    def raw_sql_over(self, days: int | None) -> str:
+        """Return the raw-point form over the `days` days up to the last day stored."""
+        return _render(self.raw_template, days)
+
+
+def _render(template: str, days: int | None) -> str:
+    if DAYS_PLACEHOLDER not in template:
+        return template
+    if days is None or days < 1:
+        raise ValueError(f"window of {days!r} days is invalid: expected a whole number >= 1")
+    return template.replace(DAYS_PLACEHOLDER, str(days))
 
 
 TOP_CPU_READY = ExampleQuery(
@@ -23,6 +77,20 @@ TOP_CPU_READY = ExampleQuery(
     "The 10 VMs that waited longest for a physical CPU on the last day, with their host and "
     "vCPU count. CPU ready is in milliseconds per sample; a high value with a low CPU usage "
     "points at a crowded host or too many vCPUs.",
+    """
+SELECT v.name AS vm, v.host_name AS host, v.cpu_num AS vcpus,
+       round(sum(r.avg * r.samples) / sum(r.samples), 1) AS avg_ready_ms,
+       round(max(r.p95), 1) AS p95_ready_ms,
+       round(max(r.max), 1) AS max_ready_ms
+FROM metric_daily r
+JOIN vms v
+  ON v.service_name = r.service_name AND v.datacenter_label = r.datacenter
+ AND v.mo_ref = r.entity
+WHERE r.metric = 'vscope.vm.cpu.ready'
+  AND r.day > (SELECT max(day) FROM metric_daily WHERE metric = 'vscope.vm.cpu.ready') - {days}
+GROUP BY ALL
+ORDER BY avg_ready_ms DESC, vm
+LIMIT 10""",
     """
 SELECT v.name AS vm, v.host_name AS host, v.cpu_num AS vcpus,
        round(avg(p.value), 1) AS avg_ready_ms,
@@ -33,7 +101,7 @@ JOIN vms v
   ON v.service_name = p.service_name AND v.datacenter_label = p.datacenter
  AND v.mo_ref = p.entity
 WHERE p.metric = 'vscope.vm.cpu.ready'
-  AND p.day = (SELECT max(day) FROM metric_points)
+  AND p.day > (SELECT max(day) FROM metric_points WHERE metric = 'vscope.vm.cpu.ready') - {days}
 GROUP BY ALL
 ORDER BY avg_ready_ms DESC, vm
 LIMIT 10""",
@@ -47,6 +115,20 @@ HOST_NIC_SATURATION = ExampleQuery(
     "`link_kb_per_s` to your NICs' speed.",
     """
 WITH link AS (SELECT 1250000.0 AS link_kb_per_s)
+SELECT r.entity AS host, r.nic, replace(r.metric, 'vscope.host.net.', '') AS direction,
+       round(sum(r.avg * r.samples) / sum(r.samples), 1) AS avg_kb_per_s,
+       round(max(r.p95), 1) AS p95_kb_per_s,
+       round(max(r.max), 1) AS max_kb_per_s,
+       round(100 * max(r.max) / (SELECT link_kb_per_s FROM link), 3) AS max_pct_of_link
+FROM metric_daily r
+WHERE r.metric IN ('vscope.host.net.rx', 'vscope.host.net.tx')
+  AND r.day > (SELECT max(day) FROM metric_daily
+               WHERE metric IN ('vscope.host.net.rx', 'vscope.host.net.tx')) - {days}
+GROUP BY ALL
+ORDER BY max_pct_of_link DESC, host, nic, direction
+LIMIT 10""",
+    """
+WITH link AS (SELECT 1250000.0 AS link_kb_per_s)
 SELECT p.entity AS host, p.nic, replace(p.metric, 'vscope.host.net.', '') AS direction,
        round(avg(p.value), 1) AS avg_kb_per_s,
        round(quantile_cont(p.value, 0.95), 1) AS p95_kb_per_s,
@@ -54,27 +136,14 @@ SELECT p.entity AS host, p.nic, replace(p.metric, 'vscope.host.net.', '') AS dir
        round(100 * max(p.value) / (SELECT link_kb_per_s FROM link), 3) AS max_pct_of_link
 FROM metric_points p
 WHERE p.metric IN ('vscope.host.net.rx', 'vscope.host.net.tx')
-  AND p.day = (SELECT max(day) FROM metric_points)
+  AND p.day > (SELECT max(day) FROM metric_points
+               WHERE metric IN ('vscope.host.net.rx', 'vscope.host.net.tx')) - {days}
 GROUP BY ALL
 ORDER BY max_pct_of_link DESC, host, nic, direction
 LIMIT 10""",
 )
 
-DATASTORE_DAYS_TO_FULL = ExampleQuery(
-    "Datastore growth and days to full",
-    "Each datastore's used space at its last point, its growth per day (the least-squares "
-    "slope over the last 30 days stored), and the days left before it is full at that rate; "
-    "NULL when it is not growing. Sizes in the inventory are in GB of 1024 MB, used space "
-    "in kB.",
-    """
-WITH trend AS (
-    SELECT service_name, entity AS datastore,
-           arg_max(value, ts) AS used_kb,
-           regr_slope(value, epoch(ts)) * 86400 AS growth_kb_per_day
-    FROM metric_points
-    WHERE metric = 'vscope.filer.datastore.diskspace.used'
-      AND day > (SELECT max(day) FROM metric_points) - 30
-    GROUP BY ALL
+_DATASTORE_SIZED = """
 ), sized AS (
     SELECT t.*, f.size.value * CASE f.size.unit WHEN 'TB' THEN 1024 ELSE 1 END AS size_gb
     FROM trend t
@@ -88,23 +157,40 @@ SELECT datastore, size_gb,
             THEN round((size_gb * 1048576 - used_kb) / growth_kb_per_day)
        END AS days_to_full
 FROM sized
-ORDER BY days_to_full NULLS LAST, datastore""",
+ORDER BY days_to_full NULLS LAST, datastore"""
+
+DATASTORE_DAYS_TO_FULL = ExampleQuery(
+    "Datastore growth and days to full",
+    "Each datastore's used space (the average of its last hour stored) and its growth per "
+    "day (the least-squares slope of its hourly averages over the last 30 days stored). The "
+    "last column is the days left before it is full at that rate, NULL when it is not "
+    "growing. Sizes in the inventory are in GB of 1024 MB, used space in kB.",
+    """
+WITH trend AS (
+    SELECT service_name, entity AS datastore,
+           arg_max(avg, bucket) AS used_kb,
+           regr_slope(avg, epoch(bucket)) * 86400 AS growth_kb_per_day
+    FROM metric_hourly
+    WHERE metric = 'vscope.filer.datastore.diskspace.used'
+      AND day > (SELECT max(day) FROM metric_hourly
+                 WHERE metric = 'vscope.filer.datastore.diskspace.used') - {days}
+    GROUP BY ALL"""
+    + _DATASTORE_SIZED,
+    """
+WITH trend AS (
+    SELECT service_name, entity AS datastore,
+           arg_max(value, ts) AS used_kb,
+           regr_slope(value, epoch(ts)) * 86400 AS growth_kb_per_day
+    FROM metric_points
+    WHERE metric = 'vscope.filer.datastore.diskspace.used'
+      AND day > (SELECT max(day) FROM metric_points
+                 WHERE metric = 'vscope.filer.datastore.diskspace.used') - {days}
+    GROUP BY ALL"""
+    + _DATASTORE_SIZED,
+    days=30,
 )
 
-VM_RIGHT_SIZING = ExampleQuery(
-    "VM right-sizing candidates",
-    "Powered-on VMs that would run their 95th percentile CPU and memory usage of the last 7 "
-    "days at 70 % or less with fewer vCPUs or less memory, with the suggested size, never "
-    "above the current one. Memory sizes are in MB, the suggested one a whole number of GB.",
-    """
-WITH usage AS (
-    SELECT service_name, datacenter, entity,
-           quantile_cont(value, 0.95) FILTER (metric = 'vscope.vm.cpu.usage.perc') AS p95_cpu_pct,
-           quantile_cont(value, 0.95) FILTER (metric = 'vscope.vm.mem.usage.perc') AS p95_mem_pct
-    FROM metric_points
-    WHERE metric IN ('vscope.vm.cpu.usage.perc', 'vscope.vm.mem.usage.perc')
-      AND day > (SELECT max(day) FROM metric_points) - 7
-    GROUP BY ALL
+_RIGHT_SIZED = """
 ), sized AS (
     SELECT v.name AS vm, v.cpu_num AS vcpus, v.memory_max AS memory_mb,
            round(u.p95_cpu_pct, 1) AS p95_cpu_pct, round(u.p95_mem_pct, 1) AS p95_mem_pct,
@@ -122,17 +208,71 @@ WITH usage AS (
 SELECT *
 FROM sized
 WHERE suggested_vcpus < vcpus OR suggested_memory_mb < memory_mb
-ORDER BY vcpus - suggested_vcpus DESC, memory_mb - suggested_memory_mb DESC, vm""",
+ORDER BY vcpus - suggested_vcpus DESC, memory_mb - suggested_memory_mb DESC, vm"""
+
+VM_RIGHT_SIZING = ExampleQuery(
+    "VM right-sizing candidates",
+    "Powered-on VMs that would run their 95th percentile CPU and memory usage of the last 7 "
+    "days at 70 % or less with fewer vCPUs or less memory, with the suggested size, never "
+    "above the current one. The percentile is the highest daily p95 of the 7 days, so a busy "
+    "day keeps a VM at its size. Memory sizes are in MB, the suggested one a whole number "
+    "of GB.",
+    """
+WITH usage AS (
+    SELECT service_name, datacenter, entity,
+           max(p95) FILTER (metric = 'vscope.vm.cpu.usage.perc') AS p95_cpu_pct,
+           max(p95) FILTER (metric = 'vscope.vm.mem.usage.perc') AS p95_mem_pct
+    FROM metric_daily
+    WHERE metric IN ('vscope.vm.cpu.usage.perc', 'vscope.vm.mem.usage.perc')
+      AND day > (SELECT max(day) FROM metric_daily
+                 WHERE metric IN ('vscope.vm.cpu.usage.perc',
+                                  'vscope.vm.mem.usage.perc')) - {days}
+    GROUP BY ALL"""
+    + _RIGHT_SIZED,
+    """
+WITH usage AS (
+    SELECT service_name, datacenter, entity,
+           quantile_cont(value, 0.95) FILTER (metric = 'vscope.vm.cpu.usage.perc') AS p95_cpu_pct,
+           quantile_cont(value, 0.95) FILTER (metric = 'vscope.vm.mem.usage.perc') AS p95_mem_pct
+    FROM metric_points
+    WHERE metric IN ('vscope.vm.cpu.usage.perc', 'vscope.vm.mem.usage.perc')
+      AND day > (SELECT max(day) FROM metric_points
+                 WHERE metric IN ('vscope.vm.cpu.usage.perc',
+                                  'vscope.vm.mem.usage.perc')) - {days}
+    GROUP BY ALL"""
+    + _RIGHT_SIZED,
+    days=7,
 )
+
+_HOST_COLUMNS = """
+SELECT h.name AS host, h.cluster_name AS cluster, h.vm_total AS vms,
+       h.vm_vcpu_total AS vcpus, h.cpu_num AS cores,
+       round(h.vm_vcpu_total / h.cpu_num, 2) AS vcpus_per_core,"""
 
 HOST_PRESSURE = ExampleQuery(
     "Host CPU and memory pressure",
     "Per host on the last day: average and 95th percentile CPU and memory usage, with the "
     "VMs and vCPUs it runs and its vCPU-to-core ratio.",
-    """
-SELECT h.name AS host, h.cluster_name AS cluster, h.vm_total AS vms,
-       h.vm_vcpu_total AS vcpus, h.cpu_num AS cores,
-       round(h.vm_vcpu_total / h.cpu_num, 2) AS vcpus_per_core,
+    _HOST_COLUMNS
+    + """
+       round(sum(r.avg * r.samples) FILTER (r.metric = 'vscope.host.cpu.usage.perc')
+             / sum(r.samples) FILTER (r.metric = 'vscope.host.cpu.usage.perc'), 1) AS avg_cpu_pct,
+       round(max(r.p95) FILTER (r.metric = 'vscope.host.cpu.usage.perc'), 1) AS p95_cpu_pct,
+       round(sum(r.avg * r.samples) FILTER (r.metric = 'vscope.host.mem.usage.perc')
+             / sum(r.samples) FILTER (r.metric = 'vscope.host.mem.usage.perc'), 1) AS avg_mem_pct,
+       round(max(r.p95) FILTER (r.metric = 'vscope.host.mem.usage.perc'), 1) AS p95_mem_pct
+FROM metric_daily r
+JOIN hosts h
+  ON h.service_name = r.service_name AND h.datacenter_label = r.datacenter
+ AND h.name = r.entity
+WHERE r.metric IN ('vscope.host.cpu.usage.perc', 'vscope.host.mem.usage.perc')
+  AND r.day > (SELECT max(day) FROM metric_daily
+               WHERE metric IN ('vscope.host.cpu.usage.perc',
+                                'vscope.host.mem.usage.perc')) - {days}
+GROUP BY ALL
+ORDER BY p95_cpu_pct DESC, host""",
+    _HOST_COLUMNS
+    + """
        round(avg(p.value) FILTER (p.metric = 'vscope.host.cpu.usage.perc'), 1) AS avg_cpu_pct,
        round(quantile_cont(p.value, 0.95) FILTER (p.metric = 'vscope.host.cpu.usage.perc'), 1)
            AS p95_cpu_pct,
@@ -144,15 +284,46 @@ JOIN hosts h
   ON h.service_name = p.service_name AND h.datacenter_label = p.datacenter
  AND h.name = p.entity
 WHERE p.metric IN ('vscope.host.cpu.usage.perc', 'vscope.host.mem.usage.perc')
-  AND p.day = (SELECT max(day) FROM metric_points)
+  AND p.day > (SELECT max(day) FROM metric_points
+               WHERE metric IN ('vscope.host.cpu.usage.perc',
+                                'vscope.host.mem.usage.perc')) - {days}
 GROUP BY ALL
 ORDER BY p95_cpu_pct DESC, host""",
 )
+
+_SLOWEST_DISKS = """
+    GROUP BY ALL
+)
+SELECT v.name AS vm, v.host_name AS host,
+       round(d.p95_read_ms, 2) AS p95_read_ms, round(d.p95_write_ms, 2) AS p95_write_ms,
+       round(d.avg_read_iops, 1) AS avg_read_iops, round(d.avg_write_iops, 1) AS avg_write_iops
+FROM disk d
+JOIN vms v
+  ON v.service_name = d.service_name AND v.datacenter_label = d.datacenter
+ AND v.mo_ref = d.entity
+ORDER BY greatest(d.p95_read_ms, d.p95_write_ms) DESC, vm
+LIMIT 10"""
 
 VM_DISK_LATENCY = ExampleQuery(
     "VMs with the slowest disks",
     "The 10 VMs with the highest 95th percentile disk latency (read or write, in ms) on the "
     "last day, with their read and write operations per second.",
+    """
+WITH disk AS (
+    SELECT service_name, datacenter, entity,
+           max(p95) FILTER (metric = 'vscope.vm.disk.latency.read') AS p95_read_ms,
+           max(p95) FILTER (metric = 'vscope.vm.disk.latency.write') AS p95_write_ms,
+           sum(avg * samples) FILTER (metric = 'vscope.vm.disk.io.read')
+               / sum(samples) FILTER (metric = 'vscope.vm.disk.io.read') AS avg_read_iops,
+           sum(avg * samples) FILTER (metric = 'vscope.vm.disk.io.write')
+               / sum(samples) FILTER (metric = 'vscope.vm.disk.io.write') AS avg_write_iops
+    FROM metric_daily
+    WHERE metric IN ('vscope.vm.disk.latency.read', 'vscope.vm.disk.latency.write',
+                     'vscope.vm.disk.io.read', 'vscope.vm.disk.io.write')
+      AND day > (SELECT max(day) FROM metric_daily
+                 WHERE metric IN ('vscope.vm.disk.latency.read', 'vscope.vm.disk.latency.write',
+                                  'vscope.vm.disk.io.read', 'vscope.vm.disk.io.write')) - {days}"""
+    + _SLOWEST_DISKS,
     """
 WITH disk AS (
     SELECT service_name, datacenter, entity,
@@ -165,35 +336,50 @@ WITH disk AS (
     FROM metric_points
     WHERE metric IN ('vscope.vm.disk.latency.read', 'vscope.vm.disk.latency.write',
                      'vscope.vm.disk.io.read', 'vscope.vm.disk.io.write')
-      AND day = (SELECT max(day) FROM metric_points)
-    GROUP BY ALL
-)
-SELECT v.name AS vm, v.host_name AS host,
-       round(d.p95_read_ms, 2) AS p95_read_ms, round(d.p95_write_ms, 2) AS p95_write_ms,
-       round(d.avg_read_iops, 1) AS avg_read_iops, round(d.avg_write_iops, 1) AS avg_write_iops
-FROM disk d
-JOIN vms v
-  ON v.service_name = d.service_name AND v.datacenter_label = d.datacenter
- AND v.mo_ref = d.entity
-ORDER BY greatest(d.p95_read_ms, d.p95_write_ms) DESC, vm
-LIMIT 10""",
+      AND day > (SELECT max(day) FROM metric_points
+                 WHERE metric IN ('vscope.vm.disk.latency.read', 'vscope.vm.disk.latency.write',
+                                  'vscope.vm.disk.io.read', 'vscope.vm.disk.io.write')) - {days}"""
+    + _SLOWEST_DISKS,
 )
 
 VM_NETWORK_VOLUME = ExampleQuery(
     "Top VMs by network traffic",
     "The 10 VMs that moved the most data over the network on the last day, in GB "
-    "(10^9 bytes), estimated as the average rate in KB/s times the 86,400 seconds of the day.",
+    "(10^9 bytes), estimated as the average rate in KB/s times the 86,400 seconds of each "
+    "day of the window.",
     """
 SELECT v.name AS vm, v.host_name AS host,
-       round(avg(p.value) FILTER (p.metric = 'vscope.vm.net.rx') * 86400 / 1e6, 2) AS rx_gb,
-       round(avg(p.value) FILTER (p.metric = 'vscope.vm.net.tx') * 86400 / 1e6, 2) AS tx_gb,
+       round(sum(r.avg * r.samples) FILTER (r.metric = 'vscope.vm.net.rx')
+             / sum(r.samples) FILTER (r.metric = 'vscope.vm.net.rx') * 86400 * {days} / 1e6, 2)
+           AS rx_gb,
+       round(sum(r.avg * r.samples) FILTER (r.metric = 'vscope.vm.net.tx')
+             / sum(r.samples) FILTER (r.metric = 'vscope.vm.net.tx') * 86400 * {days} / 1e6, 2)
+           AS tx_gb,
+       rx_gb + tx_gb AS total_gb
+FROM metric_daily r
+JOIN vms v
+  ON v.service_name = r.service_name AND v.datacenter_label = r.datacenter
+ AND v.mo_ref = r.entity
+WHERE r.metric IN ('vscope.vm.net.rx', 'vscope.vm.net.tx')
+  AND r.day > (SELECT max(day) FROM metric_daily
+               WHERE metric IN ('vscope.vm.net.rx', 'vscope.vm.net.tx')) - {days}
+GROUP BY ALL
+ORDER BY total_gb DESC, vm
+LIMIT 10""",
+    """
+SELECT v.name AS vm, v.host_name AS host,
+       round(avg(p.value) FILTER (p.metric = 'vscope.vm.net.rx') * 86400 * {days} / 1e6, 2)
+           AS rx_gb,
+       round(avg(p.value) FILTER (p.metric = 'vscope.vm.net.tx') * 86400 * {days} / 1e6, 2)
+           AS tx_gb,
        rx_gb + tx_gb AS total_gb
 FROM metric_points p
 JOIN vms v
   ON v.service_name = p.service_name AND v.datacenter_label = p.datacenter
  AND v.mo_ref = p.entity
 WHERE p.metric IN ('vscope.vm.net.rx', 'vscope.vm.net.tx')
-  AND p.day = (SELECT max(day) FROM metric_points)
+  AND p.day > (SELECT max(day) FROM metric_points
+               WHERE metric IN ('vscope.vm.net.rx', 'vscope.vm.net.tx')) - {days}
 GROUP BY ALL
 ORDER BY total_gb DESC, vm
 LIMIT 10""",
@@ -204,44 +390,62 @@ FLEET_HOURLY_CPU = ExampleQuery(
     "For each UTC hour of the last day: the VMs reporting, their average CPU usage and the "
     "highest CPU usage of any VM, to see when the fleet is busy.",
     """
+SELECT bucket AS hour,
+       count(DISTINCT service_name || '/' || datacenter || '/' || entity) AS vms,
+       round(sum(avg * samples) / sum(samples), 1) AS avg_cpu_pct,
+       round(max(max), 1) AS max_cpu_pct
+FROM metric_hourly
+WHERE metric = 'vscope.vm.cpu.usage.perc'
+  AND day > (SELECT max(day) FROM metric_hourly WHERE metric = 'vscope.vm.cpu.usage.perc') - {days}
+GROUP BY ALL
+ORDER BY hour""",
+    """
 SELECT date_trunc('hour', ts) AS hour,
        count(DISTINCT service_name || '/' || datacenter || '/' || entity) AS vms,
        round(avg(value), 1) AS avg_cpu_pct,
        round(max(value), 1) AS max_cpu_pct
 FROM metric_points
 WHERE metric = 'vscope.vm.cpu.usage.perc'
-  AND day = (SELECT max(day) FROM metric_points)
+  AND day > (SELECT max(day) FROM metric_points WHERE metric = 'vscope.vm.cpu.usage.perc') - {days}
 GROUP BY ALL
 ORDER BY hour""",
 )
 
+_COMPLETENESS_SUMMARY = """
+SELECT metric, count(*) AS series, sum(points) AS points,
+       min(points) AS min_points_per_series, max(points) AS max_points_per_series,
+       min(first_hour) AS first_hour, max(last_hour) AS last_hour
+FROM series
+GROUP BY metric
+ORDER BY metric"""
+
 METRIC_COMPLETENESS = ExampleQuery(
     "Metric completeness",
     "For each metric on the last day: the series stored, the points, the fewest and most "
-    "points of a series, and the first and last timestamps. A series with fewer points "
-    "than the others had gaps.",
+    "points of a series, and the first and last UTC hours with a point. A series with fewer "
+    "points than the others had gaps.",
     """
 WITH series AS (
     SELECT metric, service_name, datacenter, entity, nic,
-           count(*) AS points, min(ts) AS first_ts, max(ts) AS last_ts
-    FROM metric_points
-    WHERE day = (SELECT max(day) FROM metric_points)
+           sum(samples) AS points, min(bucket) AS first_hour, max(bucket) AS last_hour
+    FROM metric_hourly
+    WHERE day > (SELECT max(day) FROM metric_hourly) - {days}
     GROUP BY ALL
-)
-SELECT metric, count(*) AS series, sum(points) AS points,
-       min(points) AS min_points_per_series, max(points) AS max_points_per_series,
-       min(first_ts) AS first_ts, max(last_ts) AS last_ts
-FROM series
-GROUP BY metric
-ORDER BY metric""",
+)"""
+    + _COMPLETENESS_SUMMARY,
+    """
+WITH series AS (
+    SELECT metric, service_name, datacenter, entity, nic,
+           count(*) AS points,
+           date_trunc('hour', min(ts)) AS first_hour, date_trunc('hour', max(ts)) AS last_hour
+    FROM metric_points
+    WHERE day > (SELECT max(day) FROM metric_points) - {days}
+    GROUP BY ALL
+)"""
+    + _COMPLETENESS_SUMMARY,
 )
 
-HOST_ALLOCATION = ExampleQuery(
-    "VM allocation per host",
-    "For each host in the latest inventory: the VMs placed on it, powered on or not, and "
-    "the vCPUs and memory they are given against its cores and RAM (memory in GB of "
-    "1024 MB).",
-    """
+_HOST_ALLOCATION_SQL = """
 WITH placed AS (
     SELECT service_name, datacenter_id, host_name,
            count(*) AS vms,
@@ -259,7 +463,16 @@ FROM hosts h
 LEFT JOIN placed p
   ON p.service_name = h.service_name AND p.datacenter_id = h.datacenter_id
  AND p.host_name = h.name
-ORDER BY memory_alloc_pct DESC, host""",
+ORDER BY memory_alloc_pct DESC, host"""
+
+HOST_ALLOCATION = ExampleQuery(
+    "VM allocation per host",
+    "For each host in the latest inventory: the VMs placed on it, powered on or not, and "
+    "the vCPUs and memory they are given against its cores and RAM (memory in GB of "
+    "1024 MB).",
+    _HOST_ALLOCATION_SQL,
+    _HOST_ALLOCATION_SQL,
+    days=None,
 )
 
 EXAMPLES: tuple[ExampleQuery, ...] = (
