@@ -1,8 +1,9 @@
-"""Benchmark the metrics path on one simulated day of a 500-VM fleet.
+"""Benchmark the metrics path on one simulated day of a 500-VM fleet, then the rollups.
 
-    python -m bench [--vm-count 500] [--repeat 3] [--markdown]
+    python -m bench [--step all|metrics|rollups] [--vm-count 500] [--repeat 3] [--markdown]
+                    [--rollup-days 365] [--raw-days 7] [--rounds 3] [--workers N]
 
-Steps, all on 127.0.0.1:
+The metrics step, all on 127.0.0.1:
 1. start the simulator (OVH APIv6 and OpenTSDB) for the fleet;
 2. run the pipeline's `collect_day` for the whole day (20 metrics, both datacenters) in a
    child process, for its wall time, peak memory and request count;
@@ -10,6 +11,9 @@ Steps, all on 127.0.0.1:
    folder, then stop the simulator;
 4. replay those bodies: JSON parsing alone (the floor), the pipeline's decode, its decode and
    write in one thread and with the pipeline's threads, and a json + pandas baseline.
+
+The rollups step (bench/rollup_year.py) writes a year of rollups for the same fleet, with raw
+points on the last days, and times the example queries on rollups and on raw points.
 
 It prints each figure with its target and whether it is met. The targets are informational:
 the exit status is 0 whatever the times, and 1 only when a step fails.
@@ -43,11 +47,24 @@ from bench.replay import (
     time_replay,
 )
 from bench.report import Figure, rate, render_markdown, render_text
+from bench.rollup_lake import default_workers
+from bench.rollup_timing import QueryTimingError
+from bench.rollup_year import (
+    DEFAULT_RAW_DAYS,
+    DEFAULT_ROLLUP_DAYS,
+    DEFAULT_ROUNDS,
+    RollupBench,
+    render_queries_markdown,
+    render_queries_text,
+    rollup_figures,
+    run_rollup_bench,
+)
 from vscope_pipeline.catalog import BUILTIN_METRICS, metrics_of_kind
 from vscope_pipeline.opentsdb.errors import OpenTSDBError
 from vscope_pipeline.opentsdb.planning import day_window
 from vscope_pipeline.simulator.fleet import Fleet
 from vscope_pipeline.simulator.runner import running_simulator
+from vscope_pipeline.warehouse.build import WarehouseBuildError
 
 log = logging.getLogger("bench")
 
@@ -59,7 +76,14 @@ MAX_PEAK_RSS_MIB = 1536
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench", description="Benchmark the metrics path on a simulated day."
+        prog="python -m bench",
+        description="Benchmark the metrics path on a simulated day, then the rollups.",
+    )
+    parser.add_argument(
+        "--step",
+        choices=("all", "metrics", "rollups"),
+        default="all",
+        help="which benchmark to run (default: all)",
     )
     parser.add_argument(
         "--vm-count", type=int, default=DEFAULT_VM_COUNT, help="VMs in the simulated fleet"
@@ -67,25 +91,74 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of the replay steps; the fastest is kept"
     )
+    parser.add_argument(
+        "--rollup-days",
+        type=int,
+        default=DEFAULT_ROLLUP_DAYS,
+        help=f"days of rollups up to the last day (default {DEFAULT_ROLLUP_DAYS})",
+    )
+    parser.add_argument(
+        "--raw-days",
+        type=int,
+        default=DEFAULT_RAW_DAYS,
+        help=f"last days that also get raw points, 1 to 14 (default {DEFAULT_RAW_DAYS})",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help=f"runs of each example query; the median is kept (default {DEFAULT_ROUNDS})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="processes that write the rollup lake (default: the usable cores)",
+    )
     parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     # The simulator logs each server start; the benchmark's own progress lines are enough.
     logging.getLogger("vscope_pipeline").setLevel(logging.WARNING)
+    # The simulator's inventory objects carry undocumented fields on purpose; the rollup
+    # benchmark converts them and does not need a warning per dropped field.
+    logging.getLogger("vscope_pipeline.ovh.schemas").setLevel(logging.ERROR)
 
+    figures: list[Figure] = []
+    rollups: RollupBench | None = None
     try:
-        figures = run(args.vm_count, args.repeat)
-    except (DayRunError, ReplayError, OpenTSDBError, OSError) as exc:
+        if args.step in ("all", "metrics"):
+            figures += run(args.vm_count, args.repeat)
+        if args.step in ("all", "rollups"):
+            rollups = run_rollup_bench(
+                args.vm_count, args.rollup_days, args.raw_days, args.rounds, args.workers
+            )
+            figures += rollup_figures(rollups)
+    except (
+        DayRunError,
+        ReplayError,
+        OpenTSDBError,
+        OSError,
+        QueryTimingError,
+        WarehouseBuildError,
+        ValueError,
+    ) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
 
     machine = describe_machine()
     print(render_text(figures))
+    if rollups is not None:
+        print()
+        print(render_queries_text(rollups))
     print()
     print("\n".join(f"{key}: {value}" for key, value in machine.items()))
     if args.markdown:
         print()
         print(render_markdown(figures, machine))
+        if rollups is not None:
+            print()
+            print(render_queries_markdown(rollups))
     return 0
 
 
