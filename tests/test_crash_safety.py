@@ -1,8 +1,8 @@
 """SIGKILL in the middle of a partition write, a warehouse build and an ingestion run.
 
 Each case runs the real code in a child process (tests/crash_child.py) that stops at a known
-point, kills it with SIGKILL, and checks that the previous data read back unchanged, that
-readers ignore the leftover and that the next normal run removes it and completes.
+point, and kills it with SIGKILL. The checks: the previous data read back unchanged, readers
+ignore the leftover, and the next normal run removes it and completes.
 """
 
 from __future__ import annotations

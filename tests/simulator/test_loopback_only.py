@@ -32,10 +32,10 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def no_bind(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make any bind fail loudly, so a rejected host is proven to be rejected before binding."""
 
-    def refuse_bind(self: socket.socket, address: Any) -> None:
+    def fail_on_bind(self: socket.socket, address: Any) -> None:
         raise AssertionError(f"bind({address!r}) was called")
 
-    monkeypatch.setattr(socket.socket, "bind", refuse_bind)
+    monkeypatch.setattr(socket.socket, "bind", fail_on_bind)
 
 
 def _fake_resolver(monkeypatch: pytest.MonkeyPatch, addresses: dict[str, list[str]]) -> None:

@@ -4,7 +4,7 @@ Everything the pipeline creates is private to the user that runs it: folders get
 and files 0o600 (a stricter umask can only remove more bits). Folders that already exist keep
 their mode, so an operator who prepared the data folder decides who may list it.
 
-A writer builds its output under a temporary name and holds an exclusive `flock` on that
+A writer builds its output under a temporary name and keeps an exclusive `flock` on that
 temporary file or folder until it has renamed or removed it. The kernel drops the lock when the
 process dies, even on SIGKILL, so `remove_abandoned` can tell a crashed writer's leftover
 (lock free) from a live writer's work (lock held) without guessing from ages or process ids.
@@ -30,12 +30,12 @@ PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
 
 # A claim is retried only when `remove_abandoned` in another process deleted the new entry in
-# the instant before it was locked, so a second attempt practically always succeeds.
+# the instant before it was locked, so a second attempt is expected to succeed.
 _CLAIM_ATTEMPTS = 3
 
 
 def make_private_dirs(folder: str | os.PathLike[str]) -> None:
-    """Create `folder` and its missing parents with mode 0o700; existing folders are kept as is."""
+    """Create `folder` and its missing parents with mode 0o700. Existing folders keep their mode."""
     path = Path(folder)
     missing: list[Path] = []
     while not path.is_dir():
@@ -55,8 +55,8 @@ def make_private_dirs(folder: str | os.PathLike[str]) -> None:
 def claim_temporary_file(folder: Path, prefix: str, suffix: str = ".tmp") -> Iterator[Path]:
     """Create the new empty file `<folder>/<prefix><random hex><suffix>` with mode 0o600.
 
-    The file is locked until the block exits. The caller renames or removes it; the lock
-    only tells `remove_abandoned` that the file is in use.
+    The file is locked until the block exits. The caller renames or removes it. The lock
+    only marks the file as in use for `remove_abandoned`.
     """
     path, fd = _claim(folder, prefix, suffix, directory=False)
     try:

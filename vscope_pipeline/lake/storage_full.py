@@ -9,13 +9,13 @@ import os
 # file would exceed the process's file size limit (RLIMIT_FSIZE) or the file system's.
 STORAGE_FULL_ERRNOS: frozenset[int] = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
-# DuckDB reports these conditions as text only (its exceptions carry no errno), made from the
-# same C library descriptions that `os.strerror` returns.
+# DuckDB reports these conditions as text only, because its exceptions carry no errno. The text
+# is the C library's description, as `os.strerror` returns it (checked with DuckDB 2.0).
 _STORAGE_FULL_TEXTS: tuple[str, ...] = tuple(os.strerror(code) for code in STORAGE_FULL_ERRNOS)
 
 
 class StorageFullError(OSError):
-    """A file that could not be written for lack of space; the previous version is kept."""
+    """A file that could not be written for lack of space. The previous version is kept."""
 
 
 def storage_full_reason(error: BaseException) -> str | None:

@@ -1,8 +1,8 @@
 """Build the DuckDB file that analysts and BI tools open.
 
-The database is rebuilt whole in a temporary folder beside the target, and its file is then
-moved over the target in one rename, so a reader that opens `vscope.duckdb` always finds a
-complete database, and a failed build leaves the previous one in place. Metric points stay in
+The database is rebuilt whole in a temporary folder beside the target. Its file then replaces
+the target in one rename, so a reader that opens `vscope.duckdb` always finds a complete
+database, and a failed build leaves the previous one in place. Metric points stay in
 the Parquet lake: `metric_points` is a view over it, so a new day partition shows up without a
 rebuild (once the lake holds at least one metric partition; before that the view is a typed
 empty SELECT).
