@@ -134,6 +134,11 @@ def _rollup_size(data_dir: Path, spec: MetricSpec) -> int:
     return sum((folder / "data.parquet").stat().st_size for folder in folders)
 
 
+def _has_rollups(data_dir: Path, spec: MetricSpec) -> bool:
+    folders = [rollup_partition_dir(data_dir, grain, spec.name, DAY) for grain in ROLLUP_GRAINS]
+    return any((folder / "data.parquet").exists() for folder in folders)
+
+
 def test_partitions_written_per_metric(tmp_path):
     tables = {
         (CPU.name, DC1): _rows("vm", DC1, ["vm-101", "vm-102"]),
@@ -207,18 +212,46 @@ def test_missing_entities_reported_by_name(tmp_path):
     assert client.expected[(NET_TX.name, DC1)] == frozenset({"host-1.example", "host-2.example"})
 
 
-def test_empty_answer_replaces_stale_partition(tmp_path):
-    stale = _rows("vm", DC1, ["vm-stale"])
-    write_partition(stale, metric_partition_dir(tmp_path, CPU.name, DAY))
+def test_empty_response_keeps_stored_partition(tmp_path, caplog):
+    stored = _rows("vm", DC1, ["vm-101"])
+    write_partition(stored, metric_partition_dir(tmp_path, CPU.name, DAY))
     client = FakeOpenTSDB({})
 
     reports = collect_day([CPU], DAY, TARGETS, lambda _: client, tmp_path)
 
+    assert reports[0].kept_stored is True
     assert reports[0].rows == 0
-    assert reports[0].series == 0
     assert reports[0].missing_entities == [f"{DC1}/vm-101", f"{DC1}/vm-102", f"{DC2}/vm-201"]
+    assert _read(tmp_path, CPU).equals(stored)
+    # Nothing was written: no rollup either.
+    assert not _has_rollups(tmp_path, CPU)
+    assert (
+        "2026-11-19 vscope.vm.cpu.usage.perc: no series received although 3 entities were "
+        "expected; the stored partition is kept. Re-run the day once OpenTSDB answers again."
+    ) in caplog.messages
+
+
+def test_empty_response_replaces_unexpected_partition(tmp_path):
+    stale = _rows("vm", DC1, ["vm-stale"])
+    write_partition(stale, metric_partition_dir(tmp_path, CPU.name, DAY))
+    client = FakeOpenTSDB({})
+    targets = [DatacenterTarget(SERVICE, DC1, {})]
+
+    reports = collect_day([CPU], DAY, targets, lambda _: client, tmp_path)
+
+    assert reports[0].kept_stored is False
     assert _read(tmp_path, CPU).num_rows == 0
     assert _read(tmp_path, CPU).schema.equals(METRIC_FILE_SCHEMA)
+
+
+def test_empty_response_written_when_nothing_stored(tmp_path):
+    client = FakeOpenTSDB({})
+
+    reports = collect_day([CPU], DAY, TARGETS, lambda _: client, tmp_path)
+
+    assert reports[0].kept_stored is False
+    assert reports[0].entities_received == 0
+    assert _read(tmp_path, CPU).num_rows == 0
 
 
 def test_client_chosen_per_service(tmp_path):

@@ -17,9 +17,15 @@ from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from vscope_pipeline.catalog import MetricSpec
-from vscope_pipeline.lake.layout import ROLLUP_GRAINS, metric_partition_dir, rollup_partition_dir
+from vscope_pipeline.lake.layout import (
+    ROLLUP_GRAINS,
+    metric_partition_dir,
+    partition_file,
+    rollup_partition_dir,
+)
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.opentsdb.client import MetricDayResult
@@ -78,6 +84,9 @@ class MetricDayReport:
     # Entities that sent a series but are not in the inventory snapshot: deleted since, or
     # listed by APIv6 but not found on GET.
     unexpected_entities: list[str] = field(default_factory=list)
+    # True when the response had no series although entities were expected, so the partition
+    # already stored with rows was kept instead of being replaced by an empty one.
+    kept_stored: bool = False
 
     @property
     def series(self) -> int:
@@ -174,7 +183,21 @@ def _write_metric_day(
     report.missing_entities = sorted(expected_keys - received)
     report.unexpected_entities = sorted(received - expected_keys)
 
-    written = write_partition(table, metric_partition_dir(data_dir, spec.name, day))
+    folder = metric_partition_dir(data_dir, spec.name, day)
+    if table.num_rows == 0 and expected_keys and _stored_rows(folder) > 0:
+        # An empty response for a day already stored is an outage of the source, not a day
+        # without data, so the stored points stay and the report says so.
+        report.kept_stored = True
+        log.warning(
+            "%s %s: no series received although %d entities were expected; the stored "
+            "partition is kept. Re-run the day once OpenTSDB answers again.",
+            day.isoformat(),
+            spec.name,
+            len(expected_keys),
+        )
+        return report
+
+    written = write_partition(table, folder)
     report.file_bytes = written.bytes_written
 
     # Written after the points, so a rollup never describes points that are not in the lake.
@@ -184,6 +207,16 @@ def _write_metric_day(
         report.rollup_file_bytes += write_partition(rollup, folder).bytes_written
     _log_report(report)
     return report
+
+
+def _stored_rows(folder: Path) -> int:
+    """Return the rows of the partition stored in `folder`, 0 when there is none."""
+    path = partition_file(folder)
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowInvalid):
+        # No file, or one that cannot be read: nothing worth keeping.
+        return 0
 
 
 def _log_report(report: MetricDayReport) -> None:

@@ -11,7 +11,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from vscope_pipeline.catalog import ENTITY_KINDS, EntityKind, build_catalog, metrics_of_kind
-from vscope_pipeline.collect import MetricDayReport, collect_day
+from vscope_pipeline.collect import MetricDayReport, collect_day, drop_metadata
 from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS
 from vscope_pipeline.defs.partitions import build_daily_partitions, days_in_window
 from vscope_pipeline.defs.quality_checks import quality_check_results, quality_check_specs
@@ -101,7 +101,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
         def log_metric(report: MetricDayReport) -> None:
             context.log.info(
                 "%s %s: %d/%d entities, %d series, %d rows, %d request(s), %d retries, "
-                "%d dropped points%s",
+                "dropped: %s%s",
                 report.day,
                 report.metric,
                 report.entities_received,
@@ -110,7 +110,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 report.rows,
                 report.requests,
                 report.retries,
-                report.dropped_points,
+                report.decoded.describe_drops(),
                 _entity_gaps(report),
             )
 
@@ -143,6 +143,8 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 "splits": sum(r.splits for r in reports),
                 "fallback_requests": sum(r.fallback_requests for r in reports),
                 "dropped_points": sum(r.dropped_points for r in reports),
+                **drop_metadata(reports),
+                "kept_stored_partitions": sum(r.kept_stored for r in reports),
                 "bytes_received": sum(r.bytes_received for r in reports),
                 "file_bytes": sum(r.file_bytes for r in reports),
                 "rollup_file_bytes": sum(r.rollup_file_bytes for r in reports),

@@ -49,7 +49,17 @@ def _completeness(parts: Sequence[PartitionQuality]) -> tuple[dg.AssetCheckSever
         severity = _ERROR
     elif missing:
         severity = _WARN
+    metadata: dict = {}
+    if empty:
+        first = empty[0]
+        metadata["problem"] = (
+            f"no series stored for {first.metric} on {first.day} although the inventory of "
+            f"{first.snapshot_day} lists {first.entities_expected} reporting entities "
+            f"({len(empty)} metric-day(s) in all): check that OpenTSDB answers for that day, "
+            "then re-materialize the partition"
+        )
     return severity, {
+        **metadata,
         "empty_partitions": len(empty),
         "empty_partition_names": dg.MetadataValue.json(
             [f"{p.metric} {p.day}" for p in empty][:NAMES_SHOWN]
