@@ -254,6 +254,27 @@ def test_empty_response_written_when_nothing_stored(tmp_path):
     assert _read(tmp_path, CPU).num_rows == 0
 
 
+def test_shared_datastore_known_in_every_datacenter(tmp_path):
+    used = SPECS["vscope.filer.datastore.diskspace.used"]
+    tables = {
+        (used.name, DC1): _rows("filer", DC1, ["ds-1", "ds-global", "ds-other"]),
+        (used.name, DC2): _rows("filer", DC2, ["ds-global"]),
+    }
+    targets = [
+        DatacenterTarget(
+            SERVICE, DC1, {"filer": frozenset({"ds-1"})}, {"filer": frozenset({"ds-global"})}
+        ),
+        DatacenterTarget(SERVICE, DC2, {}, {"filer": frozenset({"ds-global"})}),
+    ]
+    client = FakeOpenTSDB(tables)
+
+    (report,) = collect_day([used], DAY, targets, lambda _: client, tmp_path)
+
+    assert (report.entities_expected, report.entities_received) == (1, 1)
+    assert report.missing_entities == []
+    assert report.unexpected_entities == [f"{DC1}/ds-other"]
+
+
 def test_client_chosen_per_service(tmp_path):
     clients = {
         SERVICE: FakeOpenTSDB({(CPU.name, DC1): _rows("vm", DC1, ["vm-101"])}),

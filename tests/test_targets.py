@@ -88,6 +88,7 @@ def test_entities_expected_per_datacenter(tmp_path):
                 "host": frozenset({"host-1.example"}),
                 "filer": frozenset({"ds-dc1-ssd", "ds-dc1-hdd"}),
             },
+            shared_entities={"filer": frozenset({"ds-global"})},
         ),
         DatacenterTarget(
             service_name=SERVICE,
@@ -96,6 +97,7 @@ def test_entities_expected_per_datacenter(tmp_path):
                 "vm": frozenset({"vm-201", "vm-202"}),
                 "host": frozenset({"host-2.example"}),
             },
+            shared_entities={"filer": frozenset({"ds-global"})},
         ),
     ]
 

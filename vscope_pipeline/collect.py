@@ -53,11 +53,16 @@ class MetricDayFetcher(Protocol):
 
 @dataclass(frozen=True)
 class DatacenterTarget:
-    """A datacenter whose series are fetched, with the entities its inventory lists."""
+    """A datacenter whose series are fetched, with the entities its inventory lists.
+
+    `shared_entities` are listed without a datacenter (global datastores): a series of theirs
+    under this datacenter is neither expected nor unexpected.
+    """
 
     service_name: str
     datacenter_label: str
     expected_entities: dict[str, frozenset[str]] = field(default_factory=dict)
+    shared_entities: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,7 +70,7 @@ class MetricDayReport:
     metric: str
     day: dt.date
     rows: int = 0
-    # Entities the inventory lists for this metric's kind, and those that sent a series.
+    # Entities the inventory lists for this metric's kind, and how many of them sent a series.
     entities_expected: int = 0
     entities_received: int = 0
     requests: int = 0
@@ -174,14 +179,17 @@ def _write_metric_day(
         report.bytes_received += result.stats.bytes_received
 
     received = _series_keys(table)
-    report.entities_received = len(received)
     expected_keys: set[str] = set()
+    shared_keys: set[str] = set()
     for target in targets:
         expected = target.expected_entities.get(spec.entity_kind, frozenset())
         report.entities_expected += len(expected)
         expected_keys.update(f"{target.datacenter_label}/{entity}" for entity in expected)
+        shared = target.shared_entities.get(spec.entity_kind, frozenset())
+        shared_keys.update(f"{target.datacenter_label}/{entity}" for entity in shared)
+    report.entities_received = len(received & expected_keys)
     report.missing_entities = sorted(expected_keys - received)
-    report.unexpected_entities = sorted(received - expected_keys)
+    report.unexpected_entities = sorted(received - expected_keys - shared_keys)
 
     folder = metric_partition_dir(data_dir, spec.name, day)
     if table.num_rows == 0 and expected_keys and _stored_rows(folder) > 0:
@@ -220,11 +228,16 @@ def _stored_rows(folder: Path) -> int:
 
 
 def _log_report(report: MetricDayReport) -> None:
-    """Log one line per metric-day, at WARNING when a value was dropped as invalid."""
+    """Warn about a metric-day whose values were dropped as invalid or whose metric is unknown.
+
+    The run log already has one line per metric-day with every count, so days without such a
+    problem add nothing here.
+    """
     decoded = report.decoded
     invalid = decoded.dropped_infinite + decoded.dropped_out_of_range + decoded.dropped_unidentified
-    log.log(
-        logging.WARNING if invalid else logging.INFO,
+    if not invalid and not report.no_such_name:
+        return
+    log.warning(
         "%s %s: %d rows from %d series; dropped or odd values: %s%s",
         report.day.isoformat(),
         report.metric,

@@ -21,7 +21,8 @@ class MissingInventoryError(RuntimeError):
 def load_targets(data_dir: Path) -> list[DatacenterTarget]:
     """Return one target per datacenter of the latest snapshot, with its expected entities.
 
-    Global filers have no datacenter, so they are not expected in any datacenter's series.
+    Global filers have no datacenter, so they are not expected in any datacenter's series, but
+    a series of theirs under any datacenter is known (`shared_entities`).
     """
     latest = latest_inventory_file(data_dir, "datacenters")
     if latest is None:
@@ -39,6 +40,7 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
         )
 
     expected: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    shared: dict[str, set[str]] = defaultdict(set)
     for kind, (table_name, column) in _ENTITY_COLUMNS.items():
         found = latest_inventory_file(data_dir, table_name)
         if found is None:
@@ -56,7 +58,11 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
             running,
             strict=True,
         ):
-            if label is not None and entity is not None and is_running:
+            if entity is None or not is_running:
+                continue
+            if label is None:
+                shared[kind].add(entity)
+            else:
                 expected[label][kind].add(entity)
 
     return [
@@ -64,6 +70,7 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
             service_name=service_name,
             datacenter_label=label,
             expected_entities={kind: frozenset(names) for kind, names in expected[label].items()},
+            shared_entities={kind: frozenset(names) for kind, names in shared.items()},
         )
         for service_name, label in sorted(
             zip(

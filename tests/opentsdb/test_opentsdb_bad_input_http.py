@@ -194,7 +194,7 @@ def test_unknown_extra_metric_stores_empty_day(
     assert report.rows == 0
     assert _collect_lines(caplog) == [
         (
-            logging.INFO,
+            logging.WARNING,
             "2024-05-01 vscope.vm.not.stored: 0 rows from 0 series; dropped or odd values: "
             "none; 1 datacenter(s) where the server knows no such metric or datacenter",
         )
