@@ -3,7 +3,10 @@
 Every query reads the last UTC day stored of the metrics it reads (or the days up to it for
 trends), so it runs unchanged on any warehouse the pipeline built. That last day is looked up
 for those metrics only, because DuckDB then opens only their partition files, not every file
-of the view. docs/example-queries.md lists the same SQL.
+of the view. On `metric_daily` it comes from a window function over the rows already read: a
+scalar subquery would make DuckDB list every file of the view a second time, which took about
+as long as the rest of the query on a year of rollups. docs/example-queries.md lists the same
+SQL.
 
 Each query that reads metrics has two forms. `sql` reads the rollups (`metric_daily`, or
 `metric_hourly` where it needs hours), so a dashboard over a year reads about 8,760 rows per
@@ -82,12 +85,12 @@ SELECT v.name AS vm, v.host_name AS host, v.cpu_num AS vcpus,
        round(sum(r.avg * r.samples) / sum(r.samples), 1) AS avg_ready_ms,
        round(max(r.p95), 1) AS p95_ready_ms,
        round(max(r.max), 1) AS max_ready_ms
-FROM metric_daily r
+FROM (SELECT *, max(day) OVER () AS last_day
+      FROM metric_daily WHERE metric = 'vscope.vm.cpu.ready') r
 JOIN vms v
   ON v.service_name = r.service_name AND v.datacenter_label = r.datacenter
  AND v.mo_ref = r.entity
-WHERE r.metric = 'vscope.vm.cpu.ready'
-  AND r.day > (SELECT max(day) FROM metric_daily WHERE metric = 'vscope.vm.cpu.ready') - {days}
+WHERE r.day > r.last_day - {days}
 GROUP BY ALL
 ORDER BY avg_ready_ms DESC, vm
 LIMIT 10""",
@@ -120,10 +123,9 @@ SELECT r.entity AS host, r.nic, replace(r.metric, 'vscope.host.net.', '') AS dir
        round(max(r.p95), 1) AS p95_kb_per_s,
        round(max(r.max), 1) AS max_kb_per_s,
        round(100 * max(r.max) / (SELECT link_kb_per_s FROM link), 3) AS max_pct_of_link
-FROM metric_daily r
-WHERE r.metric IN ('vscope.host.net.rx', 'vscope.host.net.tx')
-  AND r.day > (SELECT max(day) FROM metric_daily
-               WHERE metric IN ('vscope.host.net.rx', 'vscope.host.net.tx')) - {days}
+FROM (SELECT *, max(day) OVER () AS last_day
+      FROM metric_daily WHERE metric IN ('vscope.host.net.rx', 'vscope.host.net.tx')) r
+WHERE r.day > r.last_day - {days}
 GROUP BY ALL
 ORDER BY max_pct_of_link DESC, host, nic, direction
 LIMIT 10""",
@@ -222,11 +224,10 @@ WITH usage AS (
     SELECT service_name, datacenter, entity,
            max(p95) FILTER (metric = 'vscope.vm.cpu.usage.perc') AS p95_cpu_pct,
            max(p95) FILTER (metric = 'vscope.vm.mem.usage.perc') AS p95_mem_pct
-    FROM metric_daily
-    WHERE metric IN ('vscope.vm.cpu.usage.perc', 'vscope.vm.mem.usage.perc')
-      AND day > (SELECT max(day) FROM metric_daily
-                 WHERE metric IN ('vscope.vm.cpu.usage.perc',
-                                  'vscope.vm.mem.usage.perc')) - {days}
+    FROM (SELECT *, max(day) OVER () AS last_day
+          FROM metric_daily
+          WHERE metric IN ('vscope.vm.cpu.usage.perc', 'vscope.vm.mem.usage.perc'))
+    WHERE day > last_day - {days}
     GROUP BY ALL"""
     + _RIGHT_SIZED,
     """
@@ -261,14 +262,13 @@ HOST_PRESSURE = ExampleQuery(
        round(sum(r.avg * r.samples) FILTER (r.metric = 'vscope.host.mem.usage.perc')
              / sum(r.samples) FILTER (r.metric = 'vscope.host.mem.usage.perc'), 1) AS avg_mem_pct,
        round(max(r.p95) FILTER (r.metric = 'vscope.host.mem.usage.perc'), 1) AS p95_mem_pct
-FROM metric_daily r
+FROM (SELECT *, max(day) OVER () AS last_day
+      FROM metric_daily
+      WHERE metric IN ('vscope.host.cpu.usage.perc', 'vscope.host.mem.usage.perc')) r
 JOIN hosts h
   ON h.service_name = r.service_name AND h.datacenter_label = r.datacenter
  AND h.name = r.entity
-WHERE r.metric IN ('vscope.host.cpu.usage.perc', 'vscope.host.mem.usage.perc')
-  AND r.day > (SELECT max(day) FROM metric_daily
-               WHERE metric IN ('vscope.host.cpu.usage.perc',
-                                'vscope.host.mem.usage.perc')) - {days}
+WHERE r.day > r.last_day - {days}
 GROUP BY ALL
 ORDER BY p95_cpu_pct DESC, host""",
     _HOST_COLUMNS
@@ -317,12 +317,11 @@ WITH disk AS (
                / sum(samples) FILTER (metric = 'vscope.vm.disk.io.read') AS avg_read_iops,
            sum(avg * samples) FILTER (metric = 'vscope.vm.disk.io.write')
                / sum(samples) FILTER (metric = 'vscope.vm.disk.io.write') AS avg_write_iops
-    FROM metric_daily
-    WHERE metric IN ('vscope.vm.disk.latency.read', 'vscope.vm.disk.latency.write',
-                     'vscope.vm.disk.io.read', 'vscope.vm.disk.io.write')
-      AND day > (SELECT max(day) FROM metric_daily
-                 WHERE metric IN ('vscope.vm.disk.latency.read', 'vscope.vm.disk.latency.write',
-                                  'vscope.vm.disk.io.read', 'vscope.vm.disk.io.write')) - {days}"""
+    FROM (SELECT *, max(day) OVER () AS last_day
+          FROM metric_daily
+          WHERE metric IN ('vscope.vm.disk.latency.read', 'vscope.vm.disk.latency.write',
+                           'vscope.vm.disk.io.read', 'vscope.vm.disk.io.write'))
+    WHERE day > last_day - {days}"""
     + _SLOWEST_DISKS,
     """
 WITH disk AS (
@@ -356,13 +355,12 @@ SELECT v.name AS vm, v.host_name AS host,
              / sum(r.samples) FILTER (r.metric = 'vscope.vm.net.tx') * 86400 * {days} / 1e6, 2)
            AS tx_gb,
        rx_gb + tx_gb AS total_gb
-FROM metric_daily r
+FROM (SELECT *, max(day) OVER () AS last_day
+      FROM metric_daily WHERE metric IN ('vscope.vm.net.rx', 'vscope.vm.net.tx')) r
 JOIN vms v
   ON v.service_name = r.service_name AND v.datacenter_label = r.datacenter
  AND v.mo_ref = r.entity
-WHERE r.metric IN ('vscope.vm.net.rx', 'vscope.vm.net.tx')
-  AND r.day > (SELECT max(day) FROM metric_daily
-               WHERE metric IN ('vscope.vm.net.rx', 'vscope.vm.net.tx')) - {days}
+WHERE r.day > r.last_day - {days}
 GROUP BY ALL
 ORDER BY total_gb DESC, vm
 LIMIT 10""",
