@@ -22,6 +22,7 @@ from vscope_pipeline.simulator.http import ServerThread
 from vscope_pipeline.simulator.ovh_api import NO_ROUTE, OvhApiServer, make_ovh_api_server
 from vscope_pipeline.simulator.ovh_auth import sign
 from vscope_pipeline.simulator.ovh_faults import (
+    REMOVED,
     ApiFaults,
     ForcedApiResponse,
     gateway_error_page,
@@ -736,3 +737,17 @@ def test_server_error_needs_5xx() -> None:
     with pytest.raises(ValueError, match="not a server error") as caught:
         server_error(429)
     assert str(caught.value) == "status 429 is not a server error: expected 500 to 599"
+
+
+def test_override_applies_to_single_and_batch_get(faulty_api: OvhApiServer, fleet: Fleet) -> None:
+    vm = fleet.powered_off_vm
+    faulty_api.faults.override("vm", vm.vm_id, powerState="suspendedX", moRef=REMOVED)
+    client = make_client(faulty_api)
+    vm_path = f"/dedicatedCloud/{SN}/datacenter/{vm.datacenter_id}/vm/{vm.vm_id}"
+    single = client.get(vm_path)
+    (item,) = client.get(f"{vm_path}?batch=,")
+    assert single["powerState"] == "suspendedX"
+    assert "moRef" not in single
+    assert item["value"] == single
+    faulty_api.faults.clear()
+    assert client.get(vm_path)["moRef"] == vm.mo_ref

@@ -18,7 +18,8 @@ message for a missing object. NOTE: OVH does not document batch mode; the item s
 from code that uses it, and whether `key` is a string or a number there is not known.
 
 The server's `faults` (see `ovh_faults`) force error responses or delays on chosen requests,
-before the signature is checked, as a rate limiter or gateway in front of APIv6 would.
+before the signature is checked, as a rate limiter or gateway in front of APIv6 would. They
+also change fields of chosen objects, in single and batch GETs.
 """
 
 from __future__ import annotations
@@ -267,6 +268,7 @@ class _Api:
     ) -> Any:
         """Return one object, or a batch of them when the query has `batch=<separator>`."""
         raw_ids = request.params[id_name]
+        lookup = self._with_overrides(id_name, lookup)
         separators = request.query.get("batch")
         if not separators or not separators[0]:
             return self._object(id_name, raw_ids, lookup)
@@ -279,6 +281,18 @@ class _Api:
             except ApiFailure as failure:
                 items.append({"key": raw_id, "value": None, "error": failure.message})
         return items
+
+    def _with_overrides(
+        self, id_name: str, lookup: Callable[[int], dict[str, Any] | None]
+    ) -> Callable[[int], dict[str, Any] | None]:
+        """Wrap `lookup` so that it returns objects with the fault overrides applied."""
+        entity = id_name.removesuffix("Id")
+
+        def overridden(object_id: int) -> dict[str, Any] | None:
+            found = lookup(object_id)
+            return None if found is None else self.faults.overridden(entity, object_id, found)
+
+        return overridden
 
     @staticmethod
     def _object(

@@ -1,10 +1,14 @@
-"""Fault injection for the simulated OVH APIv6: forced error responses and slow responses.
+"""Fault injection for the simulated OVH APIv6: forced error responses, slow responses, and
+objects whose fields differ from the documented model.
 
 Tests and benchmarks change an `ApiFaults` object from another thread while the server runs.
 They queue forced responses (a 429 with Retry-After, a burst of 503, the HTML page of a failing
 gateway), delay one response past a client's read timeout, or delay every response. The
 server's `RequestCounters` count forced responses under their route like real ones, and
 `ApiFaults.taken()` counts the forced responses sent.
+
+`ApiFaults.override` changes fields of one served object (an undocumented enum value, a missing
+required field, a string where a number belongs) in single and batch GETs, until `clear()`.
 
 Error bodies have APIv6's shape `{"message", "httpCode", "errorCode"}`.
 NOTE: OVHcloud does not document the bodies of its 429 and 5xx responses. The messages and
@@ -18,12 +22,55 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 
 from vscope_pipeline.simulator.ovh_auth import ApiFailure
 
 _JSON = "application/json; charset=utf-8"
+
+# The entities whose objects `ApiFaults.override` can change, as named in APIv6 paths.
+OVERRIDABLE_ENTITIES = ("datacenter", "filer", "host", "vm", "user")
+
+
+class _Removed:
+    def __repr__(self) -> str:
+        return "REMOVED"
+
+
+# An override value that removes the field from the served object.
+REMOVED: Any = _Removed()
+
+
+@dataclass(frozen=True)
+class ObjectOverride:
+    """Field values that replace those of one served object: `entity` id `object_id`.
+
+    `fields` maps OVH field names (top level) to the JSON values to send; `REMOVED` drops the
+    field. The server applies it to every GET of that object, single or batch.
+    """
+
+    entity: str
+    object_id: int
+    fields: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.entity not in OVERRIDABLE_ENTITIES:
+            raise ValueError(
+                f"override entity {self.entity!r} is not valid: expected one of "
+                f"{', '.join(OVERRIDABLE_ENTITIES)}"
+            )
+
+    def apply(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Return a copy of `data` with the overridden fields set or removed."""
+        changed = dict(data)
+        for name, value in self.fields.items():
+            if value is REMOVED:
+                changed.pop(name, None)
+            else:
+                changed[name] = value
+        return changed
 
 
 @dataclass(frozen=True)
@@ -103,6 +150,23 @@ class ApiFaults:
     _forced: list[ForcedApiResponse] = field(default_factory=list, repr=False)
     _taken: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _overrides: dict[tuple[str, int], ObjectOverride] = field(default_factory=dict, repr=False)
+
+    def override(self, entity: str, object_id: int, **fields: Any) -> None:
+        """Serve object `object_id` of `entity` with `fields` changed (`REMOVED` drops one).
+
+        A second call for the same object adds to the fields of the first.
+        """
+        with self._lock:
+            previous = self._overrides.get((entity, object_id))
+            merged = {**(previous.fields if previous else {}), **fields}
+            self._overrides[(entity, object_id)] = ObjectOverride(entity, object_id, merged)
+
+    def overridden(self, entity: str, object_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Return `data` with the override of that object applied, or `data` when it has none."""
+        with self._lock:
+            found = self._overrides.get((entity, object_id))
+        return data if found is None else found.apply(data)
 
     def force(self, *responses: ForcedApiResponse) -> None:
         """Queue responses; each goes to the next request it matches, in queue order."""
@@ -129,9 +193,10 @@ class ApiFaults:
             return self._taken
 
     def clear(self) -> None:
-        """Drop the queued responses and set `delay_s` back to 0."""
+        """Drop the queued responses and the object overrides, and set `delay_s` back to 0."""
         with self._lock:
             self._forced.clear()
+            self._overrides.clear()
         self.delay_s = 0.0
 
 
