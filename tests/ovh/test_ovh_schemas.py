@@ -19,6 +19,7 @@ from vscope_pipeline.ovh.fields import (
 from vscope_pipeline.ovh.schemas import (
     INVENTORY_SCHEMAS,
     ApiObject,
+    RejectedObject,
     build_inventory_table,
 )
 
@@ -263,17 +264,24 @@ def test_convert_field_wrong_types(ovh_type, value, expected):
     )
 
 
-def test_wrong_type_on_required_field_names_object():
-    objects = [ApiObject(SERVICE, 1201, 5001, vm(powerState=1))]
-    with pytest.raises(SchemaMismatchError) as caught:
-        build("vms", objects)
-    assert str(caught.value) == (
-        "vm 5001 of pcc-203-0-113-10 datacenter 1201: field 'powerState' is 1 (int), expected "
-        "a string; the API response does not match the documented OVH model"
+def test_wrong_type_on_required_field_skips_object():
+    objects = [
+        ApiObject(SERVICE, 1201, 5001, vm(powerState=1)),
+        ApiObject(SERVICE, 1201, 5002, vm(5002)),
+    ]
+    converted = build("vms", objects)
+    assert converted.table.column("vm_id").to_pylist() == [5002]
+    assert converted.rejected == (
+        RejectedObject(
+            "vm 5001 of pcc-203-0-113-10 datacenter 1201",
+            "vm 5001 of pcc-203-0-113-10 datacenter 1201: field 'powerState' is 1 (int), "
+            "expected a string (dedicatedCloud.virtualMachinePowerState enum); the API response "
+            "does not match the documented OVH model",
+        ),
     )
 
 
-def test_wrong_type_in_nested_field_gives_path():
+def test_wrong_type_in_nested_field_nulls_it(caplog):
     network = {
         "label": "Network adapter 1",
         "macAddress": "00:50:56:13:89:00",
@@ -285,13 +293,19 @@ def test_wrong_type_in_nested_field_gives_path():
         "backing": {"type": "VSS"},
     }
     objects = [ApiObject(SERVICE, 1201, 5001, vm(networks=[network]))]
-    with pytest.raises(SchemaMismatchError) as caught:
-        build("vms", objects)
-    assert str(caught.value) == (
-        "vm 5001 of pcc-203-0-113-10 datacenter 1201: field 'networks[0].startConnected' is "
-        "'yes' (str), expected true or false (OVH type boolean); the API response does not "
-        "match the documented OVH model"
-    )
+    with caplog.at_level(logging.WARNING, logger="vscope_pipeline.ovh.schemas"):
+        converted = build("vms", objects)
+    row = converted.table.to_pylist()[0]
+    assert row["networks"] is None
+    assert row["power_state"] == "poweredOn"
+    assert dict(converted.nulled_fields) == {"networks": 1}
+    assert converted.rejected == ()
+    assert [record.getMessage() for record in caplog.records] == [
+        "stored NULL for field 'networks' of 1 vms whose value is invalid; first: vm 5001 of "
+        "pcc-203-0-113-10 datacenter 1201: field 'networks[0].startConnected' is 'yes' (str), "
+        "expected true or false (OVH type boolean); the API response does not match the "
+        "documented OVH model"
+    ]
 
 
 @pytest.mark.parametrize(("value", "state"), [(None, "null"), ("absent", "missing")])
@@ -301,9 +315,13 @@ def test_required_field_missing_or_null(value, state):
         del data["rack"]
     else:
         data["rack"] = None
-    with pytest.raises(SchemaMismatchError) as caught:
-        build("hosts", [ApiObject(SERVICE, 1201, 3101, data)])
-    assert str(caught.value) == (
+    converted = build(
+        "hosts", [ApiObject(SERVICE, 1201, 3101, data), ApiObject(SERVICE, 1201, 3102, host(3102))]
+    )
+    assert converted.table.column("host_id").to_pylist() == [3102]
+    (rejected,) = converted.rejected
+    assert rejected.subject == "host 3101 of pcc-203-0-113-10 datacenter 1201"
+    assert rejected.reason == (
         f"host 3101 of pcc-203-0-113-10 datacenter 1201: field 'rack' is {state}, but the OVH "
         "model documents it as never null; the API response does not match the documented "
         "OVH model"
@@ -405,10 +423,14 @@ def test_id_field_must_match_listed_id():
     )
 
 
-def test_global_filer_error_names_it_global():
-    with pytest.raises(SchemaMismatchError) as caught:
-        build("filers", [ApiObject(SERVICE, None, 4105, filer(4105, size=None))])
-    assert str(caught.value).startswith(
+def test_global_filer_rejection_names_it_global():
+    objects = [
+        ApiObject(SERVICE, None, 4105, filer(4105, size=None)),
+        ApiObject(SERVICE, 1201, 4101, filer(4101)),
+    ]
+    (rejected,) = build("filers", objects).rejected
+    assert rejected.subject == "filer 4105 of pcc-203-0-113-10 (global filer)"
+    assert rejected.reason.startswith(
         "filer 4105 of pcc-203-0-113-10 (global filer): field 'size' is null"
     )
 

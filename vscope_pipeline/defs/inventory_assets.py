@@ -52,6 +52,17 @@ def inventory_snapshot(
         folder = inventory_partition_dir(settings.data_dir, kind, day)
         written = write_partition(table, folder)
         skipped = snapshot.stats.skipped_not_found.get(kind, ())
+        enum_values = snapshot.stats.unknown_enum_values.get(kind, {})
+        nulled = snapshot.stats.nulled_fields.get(kind, {})
+        rejected = snapshot.stats.rejected.get(kind, ())
+        odd_values = sum(sum(values.values()) for values in enum_values.values())
+        if odd_values or nulled or rejected:
+            context.log.warning(
+                f"inventory {kind}: {odd_values} undocumented enum values kept, "
+                f"{sum(nulled.values())} invalid optional values stored as NULL, "
+                f"{len(rejected)} objects skipped for an invalid required field "
+                "(details in the metadata and the warnings above)"
+            )
         context.log.info(
             "inventory %s: %d rows, %d listed but not found, written to %s",
             kind,
@@ -71,5 +82,17 @@ def inventory_snapshot(
                 "path": dg.MetadataValue.path(str(folder)),
                 "requests": snapshot.stats.requests,
                 "retries": snapshot.stats.retries,
+                "unknown_enum_values": odd_values,
+                "unknown_enum_values_by_field": dg.MetadataValue.json(
+                    {path: dict(values) for path, values in enum_values.items()}
+                ),
+                "nulled_invalid_values": dg.MetadataValue.json(dict(nulled)),
+                "skipped_invalid": len(rejected),
+                "skipped_invalid_objects": dg.MetadataValue.json(
+                    [{"object": item.subject, "reason": item.reason} for item in rejected][:50]
+                ),
+                "dropped_unknown_fields": dg.MetadataValue.json(
+                    dict(snapshot.stats.unknown_fields.get(kind, {}))
+                ),
             },
         )

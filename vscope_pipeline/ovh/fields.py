@@ -1,10 +1,20 @@
 """Typed descriptions of OVH APIv6 model fields, their Arrow types, and checked value conversion.
 
 A model is described with the OVH field names and types (`long`, `double`, `boolean`, `string`,
-`datetime`, nested models and arrays). Arrow column and struct field names are the snake_case
-of the OVH names. Conversion checks every value against its declared type and raises
-`SchemaMismatchError` quoting the field, the value and the object. Fields missing from the
-description are dropped and counted, so that a new OVH field does not break a snapshot.
+`datetime`, enums, nested models and arrays). Arrow column and struct field names are the
+snake_case of the OVH names. Conversion checks every value against its declared type and raises
+`SchemaMismatchError` quoting the field, the value and the object.
+
+`convert_row` applies the policy for odd API objects, so that a changed OVH model neither stops
+a snapshot nor stores wrong data:
+
+- an undocumented field is dropped and counted;
+- an enum value outside the documented set is kept as the string APIv6 sent (enums are strings
+  in the tables) and counted;
+- an optional (nullable) top-level field whose value is invalid, anywhere inside it, is stored
+  as NULL and counted;
+- a required (never-null) field that is missing, null or invalid raises `SchemaMismatchError`,
+  and the caller skips the whole object and counts it (see `schemas.build_inventory_table`).
 """
 
 from __future__ import annotations
@@ -12,8 +22,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Literal, TypeAlias
 
 import pyarrow as pa
@@ -54,6 +65,22 @@ class Struct:
     fields: tuple[Field, ...]
 
 
+@dataclass(frozen=True, init=False)
+class OvhEnum:
+    """An OVH enum type such as `dedicatedCloud.virtualMachinePowerState`: a string from a set.
+
+    Values outside `values` are kept and counted, so that a value added by OVH does not stop a
+    snapshot.
+    """
+
+    model: str
+    values: frozenset[str]
+
+    def __init__(self, model: str, values: Iterable[str]) -> None:
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "values", frozenset(values))
+
+
 @dataclass(frozen=True)
 class ArrayOf:
     """An OVH array type such as `dedicatedCloud.vmFiler[]`."""
@@ -61,7 +88,7 @@ class ArrayOf:
     item: FieldType
 
 
-FieldType: TypeAlias = Scalar | Struct | ArrayOf
+FieldType: TypeAlias = Scalar | OvhEnum | Struct | ArrayOf
 
 
 @dataclass(frozen=True)
@@ -100,6 +127,8 @@ def arrow_type(field_type: FieldType) -> pa.DataType:
         return pa.struct([arrow_field(child) for child in field_type.fields])
     if isinstance(field_type, ArrayOf):
         return pa.list_(arrow_type(field_type.item))
+    if isinstance(field_type, OvhEnum):
+        return pa.string()
     return _ARROW_SCALARS[field_type]
 
 
@@ -109,11 +138,21 @@ def arrow_field(field: Field) -> pa.Field:
 
 @dataclass
 class Conversion:
-    """The state of converting one table: the object being converted and the unknown fields."""
+    """The state of converting one table: the object being converted and the counts of odd values.
+
+    Counts are keyed by schema path (dotted, `[]` for array items). `unknown_enum_values` is
+    keyed by (path, value) and `enum_examples` names the first object that had each pair.
+    `nulled_fields` counts the optional fields stored as NULL because their value was invalid,
+    and `nulled_examples` keeps the first error message of each.
+    """
 
     unknown_fields: Counter[str]
     # Names the object in error messages, e.g. "vm 42 of pcc-1 datacenter 7".
     subject: str = ""
+    unknown_enum_values: Counter[tuple[str, str]] = dataclass_field(default_factory=Counter)
+    enum_examples: dict[tuple[str, str], str] = dataclass_field(default_factory=dict)
+    nulled_fields: Counter[str] = dataclass_field(default_factory=Counter)
+    nulled_examples: dict[str, str] = dataclass_field(default_factory=dict)
 
     def fail(self, path: str, value: object, expected: str) -> SchemaMismatchError:
         return SchemaMismatchError(
@@ -127,6 +166,37 @@ def _quote(value: object) -> str:
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{text} ({type(value).__name__})"
+
+
+def convert_row(
+    fields: tuple[Field, ...], data: Mapping[str, Any], conversion: Conversion
+) -> dict[str, Any]:
+    """Convert one API object to a row, storing NULL for each invalid optional field.
+
+    Raises SchemaMismatchError, naming the field and the object, when a required field is
+    missing, null or invalid: the caller then skips the object.
+    """
+    row: dict[str, Any] = {}
+    for declared in fields:
+        try:
+            row[declared.column] = convert_field(
+                declared,
+                data.get(declared.name, _MISSING),
+                conversion,
+                path=declared.name,
+                schema_path=declared.name,
+            )
+        except SchemaMismatchError as error:
+            if not declared.nullable:
+                raise
+            row[declared.column] = None
+            conversion.nulled_fields[declared.name] += 1
+            conversion.nulled_examples.setdefault(declared.name, str(error))
+    known = {declared.name for declared in fields}
+    for name in data:
+        if name not in known:
+            conversion.unknown_fields[str(name)] += 1
+    return row
 
 
 def convert_object(
@@ -195,7 +265,21 @@ def _convert_value(
             )
             for index, item in enumerate(value)
         ]
+    if isinstance(field_type, OvhEnum):
+        return _convert_enum(field_type, value, conversion, path=path, schema_path=schema_path)
     return _convert_scalar(field_type, value, conversion, path)
+
+
+def _convert_enum(
+    field_type: OvhEnum, value: object, conversion: Conversion, *, path: str, schema_path: str
+) -> str:
+    if not isinstance(value, str):
+        raise conversion.fail(path, value, f"a string ({field_type.model} enum)")
+    if value not in field_type.values:
+        key = (schema_path, value)
+        conversion.unknown_enum_values[key] += 1
+        conversion.enum_examples.setdefault(key, conversion.subject)
+    return value
 
 
 def _convert_scalar(kind: Scalar, value: object, conversion: Conversion, path: str) -> Any:

@@ -7,7 +7,9 @@ deleted in between) is skipped and counted. Transient failures (429, 5xx, timeou
 retried by `RetryingClient`, which also applies the client-side rate limit. Any other API
 error, or a transient one that outlasts the retries, stops the walk and names the failing URL.
 Objects come from batch GETs when the API supports them (see `batch.py`), else from one GET
-each.
+each. Objects that do not match the documented OVH model are converted under the policy of
+`schemas.py` (unknown enum values kept, invalid optional fields NULL, objects with an invalid
+required field skipped), and every case is counted in `InventoryStats`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from vscope_pipeline.ovh.schemas import (
     INVENTORY_KINDS,
     ApiObject,
     InventoryKind,
+    RejectedObject,
     build_inventory_table,
 )
 
@@ -64,6 +67,12 @@ class InventoryStats:
     - `skipped_not_found`: per kind, the objects that were listed but returned 404.
     - `unknown_fields`: per kind, the dropped undocumented fields and their counts.
     - `batch`: whether objects came from batch GETs (None when no object was fetched).
+    - `unknown_enum_values`: per kind, field path -> undocumented enum value -> count; the
+      values are stored as sent.
+    - `nulled_fields`: per kind, the optional fields stored as NULL because their value was
+      invalid, and in how many objects.
+    - `rejected`: per kind, the objects skipped for a missing, null or invalid required field.
+    The policy behind the last three is in `vscope_pipeline.ovh.schemas`.
     """
 
     requests: int
@@ -72,6 +81,15 @@ class InventoryStats:
     skipped_not_found: Mapping[InventoryKind, tuple[ObjectRef, ...]]
     unknown_fields: Mapping[InventoryKind, Mapping[str, int]]
     batch: bool | None
+    unknown_enum_values: Mapping[InventoryKind, Mapping[str, Mapping[str, int]]] = field(
+        default_factory=lambda: MappingProxyType({kind: {} for kind in INVENTORY_KINDS})
+    )
+    nulled_fields: Mapping[InventoryKind, Mapping[str, int]] = field(
+        default_factory=lambda: MappingProxyType({kind: {} for kind in INVENTORY_KINDS})
+    )
+    rejected: Mapping[InventoryKind, tuple[RejectedObject, ...]] = field(
+        default_factory=lambda: MappingProxyType({kind: () for kind in INVENTORY_KINDS})
+    )
 
 
 @dataclass(frozen=True)
@@ -119,12 +137,11 @@ def snapshot_inventory(
     for service_name in services:
         _walk_service(reader, fetcher, service_name, collected)
 
-    tables: dict[InventoryKind, pa.Table] = {}
-    unknown: dict[InventoryKind, Mapping[str, int]] = {}
-    for kind in INVENTORY_KINDS:
-        converted = build_inventory_table(kind, collected.objects[kind], snapshot_at=snapshot_at)
-        tables[kind] = converted.table
-        unknown[kind] = converted.unknown_fields
+    converted = {
+        kind: build_inventory_table(kind, collected.objects[kind], snapshot_at=snapshot_at)
+        for kind in INVENTORY_KINDS
+    }
+    tables = {kind: converted[kind].table for kind in INVENTORY_KINDS}
 
     stats = InventoryStats(
         requests=reader.requests,
@@ -133,8 +150,17 @@ def snapshot_inventory(
         skipped_not_found=MappingProxyType(
             {kind: tuple(collected.skipped[kind]) for kind in INVENTORY_KINDS}
         ),
-        unknown_fields=MappingProxyType(unknown),
+        unknown_fields=MappingProxyType(
+            {kind: converted[kind].unknown_fields for kind in INVENTORY_KINDS}
+        ),
         batch=fetcher.used_batch,
+        unknown_enum_values=MappingProxyType(
+            {kind: converted[kind].unknown_enum_values for kind in INVENTORY_KINDS}
+        ),
+        nulled_fields=MappingProxyType(
+            {kind: converted[kind].nulled_fields for kind in INVENTORY_KINDS}
+        ),
+        rejected=MappingProxyType({kind: converted[kind].rejected for kind in INVENTORY_KINDS}),
     )
     _log_summary(services, stats)
     return InventorySnapshot(
@@ -224,6 +250,9 @@ def _collect(
 
 def _log_summary(services: Sequence[str], stats: InventoryStats) -> None:
     counts = ", ".join(f"{stats.objects[kind]} {kind}" for kind in INVENTORY_KINDS)
+    rejected = sum(len(stats.rejected[kind]) for kind in INVENTORY_KINDS)
+    if rejected:
+        counts += f" ({rejected} objects skipped for invalid required fields)"
     mode = {True: "batch GET", False: "one GET per object", None: "no object fetched"}
     retried = f", {stats.retries} of them retries" if stats.retries else ""
     log.info(

@@ -5,6 +5,18 @@ Each table contains every field that the OVH APIv6 schema documents for its mode
 the snake_case of the OVH name, with the documented type and nullability. Key columns come
 first. The columns that the API does not return (`service_name`, the containing
 `datacenter_id`, `is_global`, `datacenter_label`, `snapshot_at`) come from the request context.
+
+Policy for objects that do not match the documented model (applied by `fields.convert_row`,
+counted in `InventoryTable` and logged as warnings that name the field, the value and an object):
+
+- unknown enum value (`powerState: "suspendedX"`): kept as the string, counted per field and value;
+- undocumented field: dropped, counted per field;
+- optional field missing: NULL, as the model allows; optional field with an invalid value (a
+  string where a number is expected, say): NULL, counted per field;
+- required field missing, null or invalid: the object is skipped, because a row with NULL in a
+  never-null column would break the table's contract. Skipped objects are listed with the reason.
+  When every object of a kind is skipped, the conversion raises instead, because the model has
+  likely changed.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -25,10 +37,12 @@ from vscope_pipeline.ovh.fields import (
     ArrayOf,
     Conversion,
     Field,
+    OvhEnum,
     SchemaMismatchError,
     Struct,
     arrow_field,
-    convert_object,
+    convert_row,
+    snake_case,
     unit_and_value,
 )
 
@@ -36,6 +50,39 @@ log = logging.getLogger(__name__)
 
 InventoryKind = Literal["datacenters", "filers", "hosts", "vms"]
 INVENTORY_KINDS: tuple[InventoryKind, ...] = ("datacenters", "filers", "hosts", "vms")
+
+# Enum values as published in the OVH APIv6 schema (captures from 2020 to 2024). The first
+# argument is the schema's type name where known, else a description of the field.
+ITEM_STATE = OvhEnum("host or filer state", ("adding", "delivered", "error", "removing", "unknown"))
+BILLING_TYPE = OvhEnum(
+    "ressources.BillingTypeEnum", ("freeSpare", "hourly", "monthly", "undefined")
+)
+HOST_CONNECTION_STATE = OvhEnum(
+    "dedicatedCloud.hostSystemConnectionState", ("connected", "disconnected", "notResponding")
+)
+FILER_CONNECTION_STATE = OvhEnum("filer connection state", ("offline", "online"))
+POWER_STATE = OvhEnum(
+    "dedicatedCloud.virtualMachinePowerState", ("deleted", "poweredOff", "poweredOn", "suspended")
+)
+FAULT_TOLERANCE_STATE = OvhEnum(
+    "dedicatedCloud.virtualMachineFaultToleranceState",
+    ("disabled", "enabled", "needSecondary", "notConfigured", "running", "starting"),
+)
+_NETWORK_STATUS = OvhEnum(
+    "dedicatedCloud.virtualDeviceConnectInfoStatus",
+    ("ok", "recoverableError", "unrecoverableError", "untried"),
+)
+_BACKING_TYPE = OvhEnum("network backing type", ("DVS", "VSS"))
+_WEEKDAY = OvhEnum(
+    "backup day",
+    ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+)
+_BACKUP_RESULT = OvhEnum(
+    "backup result",
+    ("failed", "running", "stopped", "stopping", "success", "unknown", "warning"),
+)
+_BACKUP_OFFER = OvhEnum("backup offer type", ("advanced", "backup", "classic", "legacy", "premium"))
+_RESTORE_POINT_TYPE = OvhEnum("restore point type", ("full", "incremental"))
 
 DATACENTER_FIELDS: tuple[Field, ...] = (
     Field("datacenterId", "long", nullable=False),
@@ -58,10 +105,10 @@ FILER_FIELDS: tuple[Field, ...] = (
     Field("spaceUsed", "double"),
     Field("spaceFree", "double"),
     Field("spaceProvisionned", "double"),
-    Field("state", "string", nullable=False),
-    Field("billingType", "string"),
+    Field("state", ITEM_STATE, nullable=False),
+    Field("billingType", BILLING_TYPE),
     Field("vmTotal", "long"),
-    Field("connectionState", "string"),
+    Field("connectionState", FILER_CONNECTION_STATE),
     Field("activeNode", "string"),
     Field("master", "string", nullable=False),
     Field("slave", "string"),
@@ -76,9 +123,9 @@ HOST_FIELDS: tuple[Field, ...] = (
     Field("profile", "string", nullable=False),
     Field("profileCode", "string", nullable=False),
     Field("rack", "string", nullable=False),
-    Field("state", "string", nullable=False),
-    Field("billingType", "string", nullable=False),
-    Field("connectionState", "string"),
+    Field("state", ITEM_STATE, nullable=False),
+    Field("billingType", BILLING_TYPE, nullable=False),
+    Field("connectionState", HOST_CONNECTION_STATE),
     Field("inMaintenance", "boolean"),
     Field("clusterName", "string"),
     Field("cpu", unit_and_value("double"), nullable=False),
@@ -120,7 +167,7 @@ _BOOL_POLICY = Struct(
 
 _VM_NETWORK_BACKING = Struct(
     (
-        Field("type", "string", nullable=False),
+        Field("type", _BACKING_TYPE, nullable=False),
         Field("deviceName", "string"),
         Field("portGroupKey", "string"),
         Field("portKey", "string"),
@@ -150,7 +197,7 @@ _VM_NETWORK = Struct(
         Field("connected", "boolean", nullable=False),
         Field("startConnected", "boolean", nullable=False),
         Field("allowGuestControl", "boolean", nullable=False),
-        Field("status", "string", nullable=False),
+        Field("status", _NETWORK_STATUS, nullable=False),
         Field("backing", _VM_NETWORK_BACKING, nullable=False),
     )
 )
@@ -163,7 +210,7 @@ _RESTORE_POINT = Struct(
         Field("creationTime", "datetime"),
         Field("isCorrupted", "boolean"),
         Field("size", unit_and_value("long")),
-        Field("type", "string"),
+        Field("type", _RESTORE_POINT_TYPE),
     )
 )
 
@@ -171,15 +218,15 @@ _RESTORE_POINT = Struct(
 _VM_BACKUP = Struct(
     (
         Field("allocatedDisk", "double"),
-        Field("backupDays", ArrayOf("string")),
+        Field("backupDays", ArrayOf(_WEEKDAY)),
         Field("backupRepositoryId", "long"),
         Field("encryption", "boolean"),
         Field("lastCreationTime", "datetime"),
         Field("lastSuccessfulCreationTime", "datetime"),
         Field("lastDuration", unit_and_value("long")),
         Field("lastSuccessfulDuration", unit_and_value("long")),
-        Field("lastResult", "string"),
-        Field("offerType", "string"),
+        Field("lastResult", _BACKUP_RESULT),
+        Field("offerType", _BACKUP_OFFER),
         Field("restorePoints", ArrayOf(_RESTORE_POINT)),
         Field("retentionTime", "long"),
         Field("state", "string"),
@@ -192,7 +239,7 @@ VM_FIELDS: tuple[Field, ...] = (
     Field("vmId", "long", nullable=False),
     Field("moRef", "string", nullable=False),
     Field("name", "string"),
-    Field("powerState", "string", nullable=False),
+    Field("powerState", POWER_STATE, nullable=False),
     Field("hostName", "string"),
     Field("clusterName", "string"),
     Field("folderName", "string"),
@@ -219,7 +266,7 @@ VM_FIELDS: tuple[Field, ...] = (
     Field("cdroms", ArrayOf(_VM_CDROM)),
     Field("backup", _VM_BACKUP),
     Field("snapshotNum", "long"),
-    Field("stateFt", "string"),
+    Field("stateFt", FAULT_TOLERANCE_STATE),
     Field("roleFt", "string"),
     Field("vmwareTools", "string"),
     Field("vmwareToolsVersion", "string"),
@@ -292,15 +339,32 @@ class ApiObject:
 
 
 @dataclass(frozen=True)
-class InventoryTable:
-    """A converted table and the API fields it dropped.
+class RejectedObject:
+    """An object left out of its table: its name and the error that names the bad field."""
 
-    `unknown_fields` maps each undocumented field (dotted path, `[]` for array items) to the
-    number of times it occurred.
+    subject: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class InventoryTable:
+    """A converted table and the counts of the odd values it met (see the module policy).
+
+    Paths are dotted OVH field names, with `[]` for array items.
+
+    - `unknown_fields`: undocumented field path -> occurrences (dropped).
+    - `unknown_enum_values`: field path -> undocumented value -> occurrences (kept).
+    - `nulled_fields`: optional top-level field -> objects where its invalid value became NULL.
+    - `rejected`: the objects skipped for a missing, null or invalid required field.
     """
 
     table: pa.Table
     unknown_fields: Mapping[str, int]
+    unknown_enum_values: Mapping[str, Mapping[str, int]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    nulled_fields: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    rejected: tuple[RejectedObject, ...] = ()
 
 
 def describe_object(spec: TableSpec, item: ApiObject) -> str:
@@ -318,10 +382,10 @@ def build_inventory_table(
 ) -> InventoryTable:
     """Convert API objects of one kind into a table with that kind's `INVENTORY_SCHEMAS` schema.
 
-    Missing or null optional fields become NULL. Undocumented fields are dropped, counted and
-    logged once per field. Raises SchemaMismatchError for a value of the wrong type, a missing
-    or null required field, or an id field that differs from the id the object was listed
-    under.
+    Odd values follow the module policy: they are kept, stored as NULL or make the object
+    skipped, and each case is counted and logged once as a warning. Raises SchemaMismatchError
+    when every object is skipped, or when an object's id field differs from the id it was
+    listed under.
     """
     if snapshot_at.tzinfo is None:
         raise ValueError(
@@ -330,8 +394,49 @@ def build_inventory_table(
         )
     spec = TABLE_SPECS[kind]
     conversion = Conversion(unknown_fields=Counter())
-    rows = [_convert_row(spec, item, conversion, snapshot_at) for item in objects]
+    rows: list[dict[str, Any]] = []
+    rejected: list[RejectedObject] = []
+    for item in objects:
+        conversion.subject = describe_object(spec, item)
+        try:
+            rows.append(_convert_row(spec, item, conversion, snapshot_at))
+        except _RejectedObjectError as error:
+            rejected.append(RejectedObject(conversion.subject, str(error)))
 
+    if objects and not rows:
+        raise SchemaMismatchError(
+            f"all {len(objects)} {kind} returned by APIv6 lack a valid required field, so the "
+            f"{spec.model} model has likely changed; first: {rejected[0].reason}. Update the "
+            f"{spec.model} field list in vscope_pipeline/ovh/schemas.py"
+        )
+    _log_odd_values(spec, conversion, rejected)
+    enum_values: dict[str, dict[str, int]] = {}
+    for (path, value), count in sorted(conversion.unknown_enum_values.items()):
+        enum_values.setdefault(path, {})[value] = count
+    table = pa.Table.from_pylist(rows, schema=INVENTORY_SCHEMAS[kind])
+    return InventoryTable(
+        table,
+        MappingProxyType(dict(conversion.unknown_fields)),
+        unknown_enum_values=MappingProxyType(
+            {path: MappingProxyType(values) for path, values in enum_values.items()}
+        ),
+        nulled_fields=MappingProxyType(dict(conversion.nulled_fields)),
+        rejected=tuple(rejected),
+    )
+
+
+class _RejectedObjectError(SchemaMismatchError):
+    """A required field of an object is missing, null or invalid: the object is skipped."""
+
+
+# How many skipped objects one warning lists; the InventoryTable keeps all of them.
+_LOGGED_REJECTIONS = 10
+
+
+def _log_odd_values(
+    spec: TableSpec, conversion: Conversion, rejected: Sequence[RejectedObject]
+) -> None:
+    kind = spec.kind
     for path, count in sorted(conversion.unknown_fields.items()):
         log.warning(
             "dropped field %r of %s, not in the documented %s model (%d occurrences)",
@@ -340,20 +445,50 @@ def build_inventory_table(
             spec.model,
             count,
         )
-    table = pa.Table.from_pylist(rows, schema=INVENTORY_SCHEMAS[kind])
-    return InventoryTable(table, MappingProxyType(dict(conversion.unknown_fields)))
+    for (path, value), count in sorted(conversion.unknown_enum_values.items()):
+        log.warning(
+            "kept value %r of field %r of %s, not among its documented values "
+            "(%d occurrences, first in %s)",
+            value,
+            path,
+            kind,
+            count,
+            conversion.enum_examples[(path, value)],
+        )
+    for path, count in sorted(conversion.nulled_fields.items()):
+        log.warning(
+            "stored NULL for field %r of %d %s whose value is invalid; first: %s",
+            path,
+            count,
+            kind,
+            conversion.nulled_examples[path],
+        )
+    if rejected:
+        listed = "; ".join(item.reason for item in rejected[:_LOGGED_REJECTIONS])
+        more = len(rejected) - _LOGGED_REJECTIONS
+        log.warning(
+            "skipped %d %s whose required fields do not match the documented %s model: %s%s",
+            len(rejected),
+            kind,
+            spec.model,
+            listed,
+            f" and {more} more" if more > 0 else "",
+        )
 
 
 def _convert_row(
     spec: TableSpec, item: ApiObject, conversion: Conversion, snapshot_at: dt.datetime
 ) -> dict[str, Any]:
-    conversion.subject = describe_object(spec, item)
     row: dict[str, Any] = {"service_name": item.service_name}
     if spec.has_context_datacenter:
         row["datacenter_id"] = item.datacenter_id
-    row.update(convert_object(spec.fields, item.data, conversion))
+    try:
+        row.update(convert_row(spec.fields, item.data, conversion))
+    except SchemaMismatchError as error:
+        raise _RejectedObjectError(str(error)) from error
 
-    returned_id = item.data[spec.id_field]
+    # The id field is required, so convert_row has checked that it is a valid long.
+    returned_id = row[snake_case(spec.id_field)]
     if returned_id != item.object_id:
         raise SchemaMismatchError(
             f"{conversion.subject}: the API returned {spec.id_field} {returned_id!r} for it; "
