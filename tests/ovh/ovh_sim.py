@@ -1,7 +1,7 @@
 """Simulated APIv6 servers and python-ovh clients shared by the tests of `vscope_pipeline.ovh`."""
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import ovh
@@ -24,13 +24,14 @@ def running_api(
     fleet: Fleet,
     credentials: SimulatorCredentials = CREDENTIALS,
     token_routes: tuple[str, ...] = TOKEN_ROUTES,
+    clock: Callable[[], float] = SERVER_NOW.timestamp,
 ) -> Iterator[ServerThread]:
     server = make_ovh_api_server(
         fleet,
         credentials,
         OPENTSDB_URL,
         token_routes=token_routes,
-        clock=SERVER_NOW.timestamp,
+        clock=clock,
     )
     with ServerThread(server, name="simulated OVH APIv6 (tests)") as thread:
         yield thread

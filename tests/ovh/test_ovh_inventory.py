@@ -215,8 +215,10 @@ def test_not_granted_error_names_url(fleet):
     assert error.path == "/dedicatedCloud/pcc-203-0-113-10"
     assert re.fullmatch(
         r"GET /dedicatedCloud/pcc-203-0-113-10 failed with NotGrantedCall: This call has not "
-        r"been granted \(OVH query id EU\.ext-sim\.[0-9a-f]{24}\); the consumer key must allow "
-        r"GET on this path",
+        r"been granted \(OVH query id EU\.ext-sim\.[0-9a-f]{24}\); the consumer key has no "
+        r"access rule for this call: add the rule GET /dedicatedCloud/\* to the consumer key "
+        r"\(request a new consumer key whose access rules include it, validate it, and set "
+        r"OVH_CONSUMER_KEY\)",
         str(error),
     )
 

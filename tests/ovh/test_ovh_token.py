@@ -96,11 +96,44 @@ def test_not_granted_names_path(fleet):
     with running_api(fleet, read_only) as api, pytest.raises(TokenNotGrantedError) as caught:
         fetch_metrics_token(client_for(api, read_only), SERVICE, 2101)
     assert str(caught.value) == (
-        "POST /dedicatedCloud/pcc-203-0-113-10/user/2101/metricsToken was rejected with "
-        "NotGrantedCall: the consumer key must allow POST on "
-        "/dedicatedCloud/pcc-203-0-113-10/user/2101/metricsToken, for example with the access "
-        "rule POST /dedicatedCloud/*/user/*/metricsToken; request a new consumer key with it"
+        "no vScope metrics token for user 2101 of pcc-203-0-113-10: POST "
+        "/dedicatedCloud/pcc-203-0-113-10/user/2101/metricsToken and POST "
+        "/dedicatedCloud/pcc-203-0-113-10/user/2101/getVscopeMetricsToken gave no token "
+        "(metricsToken: not granted (403 NOT_GRANTED_CALL); getVscopeMetricsToken: not granted "
+        "(403 NOT_GRANTED_CALL)). Add the access rule POST /dedicatedCloud/*/user/*/metricsToken "
+        "to the consumer key (request a new consumer key whose access rules include it, "
+        "validate it, and set OVH_CONSUMER_KEY), or set VSCOPE_OPENTSDB_URL and "
+        "VSCOPE_OPENTSDB_TOKEN to use an OpenTSDB endpoint and token directly"
     )
+
+
+def test_not_granted_route_falls_back(fleet):
+    rules = (
+        AccessRule("GET", "/*"),
+        AccessRule("POST", "/dedicatedCloud/*/user/*/getVscopeMetricsToken"),
+    )
+    credentials = dataclasses.replace(CREDENTIALS, access_rules=rules)
+    with running_api(fleet, credentials) as api:
+        token = fetch_metrics_token(client_for(api, credentials), SERVICE, 2101)
+    assert token.route == "getVscopeMetricsToken"
+    assert token.token.reveal() == TOKEN_TEXT
+
+
+def test_not_granted_then_404_names_rule(fleet):
+    rules = (AccessRule("GET", "/*"), AccessRule("POST", "/dedicatedCloud/*/user/*/metricsToken"))
+    credentials = dataclasses.replace(CREDENTIALS, access_rules=rules)
+    with (
+        running_api(fleet, credentials, token_routes=("getVscopeMetricsToken",)) as api,
+        pytest.raises(TokenNotGrantedError) as caught,
+    ):
+        fetch_metrics_token(client_for(api, credentials), SERVICE, 2101)
+    assert "(metricsToken: Got an invalid (or empty) URL; getVscopeMetricsToken: not granted " in (
+        str(caught.value)
+    )
+    assert (
+        "Add the access rule POST /dedicatedCloud/*/user/*/getVscopeMetricsToken to the "
+        "consumer key"
+    ) in str(caught.value)
 
 
 def test_token_text_never_shown(fleet, caplog):

@@ -2,7 +2,8 @@
 
 OVHcloud's API schema documented the token call as
 `POST /dedicatedCloud/{serviceName}/user/{userId}/metricsToken` from 2020 to 2023; its 2019
-vScope guide named it `.../getVscopeMetricsToken`. Both are tried, in that order. The token is
+vScope guide named it `.../getVscopeMetricsToken`. Both are tried, in that order, and the
+second also when the consumer key may not call the first. The token is
 held in a `Secret` and never written to logs, exception messages or reprs.
 
 Every call goes through a RetryingClient (retries of 429, 5xx and timeouts, and the rate
@@ -19,7 +20,12 @@ from typing import Any
 
 import ovh
 
-from vscope_pipeline.ovh.errors import OvhResponseError, error_text, request_failed
+from vscope_pipeline.ovh.errors import (
+    OvhResponseError,
+    access_rule,
+    error_text,
+    request_failed,
+)
 from vscope_pipeline.ovh.retrying import RetryingClient, retrying_client
 from vscope_pipeline.secrets import Secret
 
@@ -44,7 +50,7 @@ class TokenUnavailableError(TokenError):
 
 
 class TokenNotGrantedError(TokenError):
-    """The consumer key does not allow the token call."""
+    """The consumer key allows neither token call, or only one that returned 404."""
 
 
 @dataclass(frozen=True)
@@ -94,13 +100,16 @@ def fetch_metrics_token(
     """Ask APIv6 for the vScope metrics token of user `user_id` of `service_name`.
 
     Tries `POST .../metricsToken`, then `POST .../getVscopeMetricsToken` when the first returns
-    404. Raises TokenUnavailableError when both return 404, TokenNotGrantedError when the
-    consumer key does not allow the call, and OvhRequestError for other API errors
+    404 or 403 NOT_GRANTED_CALL. Raises TokenUnavailableError when both return 404,
+    TokenNotGrantedError, naming the access rule to add, when neither gives a token and the
+    consumer key does not allow at least one of them, and OvhRequestError for other API errors
     (OvhRetriesExhaustedError when transient failures outlast the retries).
     """
     api = retrying_client(client)
     user_path = f"/dedicatedCloud/{service_name}/user/{user_id}"
-    not_found: list[str] = []
+    # Why each route gave no token, and the access rules of the routes the key may not call.
+    outcomes: list[str] = []
+    missing_rules: list[str] = []
     for route in TOKEN_ROUTES:
         path = f"{user_path}/{route}"
         try:
@@ -108,14 +117,14 @@ def fetch_metrics_token(
         except ovh.ResourceNotFoundError as error:
             log.info("POST %s returned 404: %s", path, error_text(error))
             message = str(error.args[0]).strip() if error.args else "no message"
-            not_found.append(f"{route}: {message}")
+            outcomes.append(f"{route}: {message}")
             continue
         except ovh.NotGrantedCall as error:
-            raise TokenNotGrantedError(
-                f"POST {path} was rejected with NotGrantedCall: the consumer key must allow "
-                f"POST on {path}, for example with the access rule "
-                f"POST /dedicatedCloud/*/user/*/{route}; request a new consumer key with it"
-            ) from error
+            # The key may still allow the other route, so it is tried as after a 404.
+            log.info("POST %s is not granted: %s", path, error_text(error))
+            outcomes.append(f"{route}: not granted (403 NOT_GRANTED_CALL)")
+            missing_rules.append(access_rule("POST", path))
+            continue
         except ovh.APIError as error:
             raise request_failed("POST", path, error) from error
 
@@ -129,10 +138,19 @@ def fetch_metrics_token(
         )
         return token
 
+    routes = f"POST {user_path}/metricsToken and POST {user_path}/getVscopeMetricsToken"
+    details = "; ".join(outcomes)
+    if missing_rules:
+        raise TokenNotGrantedError(
+            f"no vScope metrics token for user {user_id} of {service_name}: {routes} gave no "
+            f"token ({details}). Add the access rule {missing_rules[0]} to the consumer key "
+            "(request a new consumer key whose access rules include it, validate it, and set "
+            "OVH_CONSUMER_KEY), or set VSCOPE_OPENTSDB_URL and VSCOPE_OPENTSDB_TOKEN to use an "
+            "OpenTSDB endpoint and token directly"
+        )
     raise TokenUnavailableError(
-        f"no vScope metrics token for user {user_id} of {service_name}: POST {user_path}/"
-        f"metricsToken and POST {user_path}/getVscopeMetricsToken both returned 404 "
-        f"({'; '.join(not_found)}), so both routes are missing on this account; set "
+        f"no vScope metrics token for user {user_id} of {service_name}: {routes} both returned "
+        f"404 ({details}), so both routes are missing on this account; set "
         "VSCOPE_OPENTSDB_URL and VSCOPE_OPENTSDB_TOKEN to use an OpenTSDB endpoint and token "
         "directly"
     )
