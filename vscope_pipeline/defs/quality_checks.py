@@ -31,6 +31,8 @@ _WARN = dg.AssetCheckSeverity.WARN
 class _Check:
     name: str
     description: str
+    # The worst severity the check can fail with, also recorded when it passes.
+    worst: dg.AssetCheckSeverity
     evaluate: Callable[[Sequence[PartitionQuality]], tuple[dg.AssetCheckSeverity | None, dict]]
 
 
@@ -112,28 +114,33 @@ CHECKS: tuple[_Check, ...] = (
         "partitions_complete",
         "Every entity that the inventory of the day lists sent a series: fails the run when a "
         "metric-day stored no series at all, warns when some entities are missing.",
+        _ERROR,
         _completeness,
     ),
     _Check(
         "keys_unique",
         "No two stored rows share metric, datacenter, entity, NIC and timestamp.",
+        _ERROR,
         _unique,
     ),
     _Check(
         "values_in_range",
         "Every stored value is inside the metric's plausible range from the catalogue "
         "(0 to 100 for percentages, not negative for the others).",
+        _ERROR,
         _in_range,
     ),
     _Check(
         "series_without_gaps",
         f"No step between two points of a series is longer than {GAP_FACTOR} times the usual "
         "step of its metric-day (warns).",
+        _WARN,
         _gaps,
     ),
     _Check(
         "series_in_inventory",
         "Every series names an entity that the inventory of the day lists (warns).",
+        _WARN,
         _in_inventory,
     ),
 )
@@ -163,7 +170,7 @@ def quality_check_results(
                 asset_key=asset_key,
                 check_name=check.name,
                 passed=severity is None,
-                severity=severity or _ERROR,
+                severity=severity or check.worst,
                 metadata={"days": dg.MetadataValue.json(days), **metadata},
             )
         )
