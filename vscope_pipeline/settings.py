@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import ovh.config
 
 from vscope_pipeline.catalog import CatalogError, MetricSpec, parse_extra_metric
+from vscope_pipeline.lake.staging import FileModes, file_modes
 from vscope_pipeline.ovh.client import EndpointError, resolve_endpoint
 from vscope_pipeline.secrets import Secret
 
@@ -85,10 +86,17 @@ class Settings:
     data_dir: Path
     extra_metrics: tuple[MetricSpec, ...] = field(default=())
     opentsdb_tuning: OpenTSDBTuning = field(default_factory=OpenTSDBTuning)
+    # True lets the data folder's group read new lake and warehouse files (VSCOPE_SHARE_WITH_GROUP).
+    share_with_group: bool = False
 
     @property
     def duckdb_path(self) -> Path:
         return self.data_dir / "vscope.duckdb"
+
+    @property
+    def file_modes(self) -> FileModes:
+        """Modes of the files and folders that the lake writer and the warehouse build create."""
+        return file_modes(self.share_with_group)
 
 
 def _clean(environ: Mapping[str, str], name: str) -> str | None:
@@ -253,6 +261,20 @@ def load_data_dir(environ: Mapping[str, str] | None = None) -> Path:
     return data_dir
 
 
+def _load_share_with_group(environ: Mapping[str, str], problems: list[str]) -> bool:
+    text = _clean(environ, "VSCOPE_SHARE_WITH_GROUP")
+    if text is None:
+        return False
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    problems.append(
+        f"VSCOPE_SHARE_WITH_GROUP {text!r} is invalid: expected true or false (default false). "
+        "true creates files with mode 0o640 and folders with 0o750, so that the group of the "
+        "data folder can read them; false keeps them private (0o600 and 0o700)"
+    )
+    return False
+
+
 def _load_extra_metrics(environ: Mapping[str, str], problems: list[str]) -> tuple[MetricSpec, ...]:
     text = _clean(environ, "VSCOPE_EXTRA_METRICS")
     if text is None:
@@ -354,6 +376,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     data_dir = _load_data_dir(environ, problems)
     extra_metrics = _load_extra_metrics(environ, problems)
     opentsdb_tuning = _load_opentsdb_tuning(environ, problems)
+    share_with_group = _load_share_with_group(environ, problems)
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -366,6 +389,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         extra_metrics=extra_metrics,
         opentsdb_tuning=opentsdb_tuning,
+        share_with_group=share_with_group,
     )
 
 

@@ -1,8 +1,11 @@
-"""Private folders and locked temporary files for the lake and the warehouse build.
+"""Folder and file modes, and locked temporary files, for the lake and the warehouse build.
 
-Everything the pipeline creates is private to the user that runs it: folders get mode 0o700
-and files 0o600 (a stricter umask can only remove more bits). Folders that already exist keep
-their mode, so an operator who prepared the data folder decides who may list it.
+By default everything the pipeline creates is private to the user that runs it: folders get
+mode 0o700 and files 0o600. `GROUP_READABLE_MODES` (0o750 and 0o640, the
+VSCOPE_SHARE_WITH_GROUP setting) also lets the group read, for a BI tool that runs as another
+user of that group. Neither set lets other users in. The umask can only remove more bits, so
+under umask 077 the group modes give 0o700 and 0o600. Folders that already exist keep their
+mode, so an operator who prepared the data folder decides who may list it.
 
 A writer builds its output under a temporary name and keeps an exclusive `flock` on that
 temporary file or folder until it has renamed or removed it. The kernel drops the lock when the
@@ -22,12 +25,32 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
+
+
+@dataclass(frozen=True)
+class FileModes:
+    """Permission bits given to the files and to the folders that a writer creates."""
+
+    file: int
+    folder: int
+
+
+PRIVATE_MODES = FileModes(file=PRIVATE_FILE_MODE, folder=PRIVATE_DIR_MODE)
+# The group may read files and list folders. It never writes, and other users get nothing.
+GROUP_READABLE_MODES = FileModes(file=0o640, folder=0o750)
+
+
+def file_modes(share_with_group: bool) -> FileModes:
+    """Return the modes for the VSCOPE_SHARE_WITH_GROUP setting."""
+    return GROUP_READABLE_MODES if share_with_group else PRIVATE_MODES
+
 
 # A claim is retried only when `remove_abandoned` in another process deleted the new entry in
 # the instant before it was locked, so a second attempt is expected to succeed.
@@ -36,6 +59,11 @@ _CLAIM_ATTEMPTS = 3
 
 def make_private_dirs(folder: str | os.PathLike[str]) -> None:
     """Create `folder` and its missing parents with mode 0o700. Existing folders keep their mode."""
+    make_dirs(folder, mode=PRIVATE_DIR_MODE)
+
+
+def make_dirs(folder: str | os.PathLike[str], *, mode: int) -> None:
+    """Create `folder` and its missing parents with `mode`. Existing folders keep their mode."""
     path = Path(folder)
     missing: list[Path] = []
     while not path.is_dir():
@@ -45,20 +73,22 @@ def make_private_dirs(folder: str | os.PathLike[str]) -> None:
         path = path.parent
     for new_folder in reversed(missing):
         try:
-            new_folder.mkdir(mode=PRIVATE_DIR_MODE)
+            new_folder.mkdir(mode=mode)
         except FileExistsError:
             # Another writer created it first; a file of that name fails later with a clear error.
             continue
 
 
 @contextmanager
-def claim_temporary_file(folder: Path, prefix: str, suffix: str = ".tmp") -> Iterator[Path]:
-    """Create the new empty file `<folder>/<prefix><random hex><suffix>` with mode 0o600.
+def claim_temporary_file(
+    folder: Path, prefix: str, suffix: str = ".tmp", *, mode: int = PRIVATE_FILE_MODE
+) -> Iterator[Path]:
+    """Create the new empty file `<folder>/<prefix><random hex><suffix>` with `mode`.
 
-    The file is locked until the block exits. The caller renames or removes it. The lock
-    only marks the file as in use for `remove_abandoned`.
+    The file is locked until the block exits. The caller renames or removes it, and a rename
+    keeps the mode. The lock only marks the file as in use for `remove_abandoned`.
     """
-    path, fd = _claim(folder, prefix, suffix, directory=False)
+    path, fd = _claim(folder, prefix, suffix, mode=mode, directory=False)
     try:
         yield path
     finally:
@@ -71,7 +101,7 @@ def claim_temporary_dir(folder: Path, prefix: str, suffix: str = ".tmp") -> Iter
 
     The folder is locked while the block runs and removed with its contents when it exits.
     """
-    path, fd = _claim(folder, prefix, suffix, directory=True)
+    path, fd = _claim(folder, prefix, suffix, mode=PRIVATE_DIR_MODE, directory=True)
     try:
         yield path
     finally:
@@ -94,14 +124,16 @@ def remove_abandoned(folder: Path, prefix: str) -> list[Path]:
     return removed
 
 
-def _claim(folder: Path, prefix: str, suffix: str, *, directory: bool) -> tuple[Path, int]:
+def _claim(
+    folder: Path, prefix: str, suffix: str, *, mode: int, directory: bool
+) -> tuple[Path, int]:
     for _ in range(_CLAIM_ATTEMPTS):
         path = folder / f"{prefix}{uuid.uuid4().hex}{suffix}"
         if directory:
-            path.mkdir(mode=PRIVATE_DIR_MODE)
+            path.mkdir(mode=mode)
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         else:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         # Blocks only while `remove_abandoned` holds the lock to delete this very entry.
         fcntl.flock(fd, fcntl.LOCK_EX)
         if _is_linked(path, fd):

@@ -13,7 +13,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vscope_pipeline.lake.layout import PARTITION_FILE
-from vscope_pipeline.lake.staging import claim_temporary_file, make_private_dirs, remove_abandoned
+from vscope_pipeline.lake.staging import (
+    PRIVATE_MODES,
+    FileModes,
+    claim_temporary_file,
+    make_dirs,
+    remove_abandoned,
+)
 from vscope_pipeline.lake.storage_full import storage_full_error, storage_full_reason
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,7 @@ def write_partition(
     folder: str | os.PathLike[str],
     *,
     filesystem: pafs.FileSystem | None = None,
+    modes: FileModes = PRIVATE_MODES,
 ) -> PartitionWrite:
     """Write `table` as `<folder>/data.parquet`, replacing any previous file in one step.
 
@@ -58,14 +65,15 @@ def write_partition(
     When the disk, the quota or the file size limit is full, the error is a `StorageFullError`
     that names the file and what to free.
 
-    On the local file system, new folders get mode 0o700 and the file 0o600, the data is
-    flushed to disk (fsync) before the rename, and temporary files that a killed writer left in
-    the folder are removed first (see `staging.remove_abandoned`).
+    On the local file system, new folders get `modes.folder` and the file `modes.file` (0o700
+    and 0o600 by default, see `staging.file_modes`), the data is flushed to disk (fsync) before
+    the rename, and temporary files that a killed writer left in the folder are removed first
+    (see `staging.remove_abandoned`). Other file systems ignore `modes`.
 
     `folder` is a local path by default, or a path of `filesystem` (for S3, `bucket/prefix`).
     """
     if filesystem is None or isinstance(filesystem, pafs.LocalFileSystem):
-        return _write_local(table, Path(os.path.abspath(os.fspath(folder))))
+        return _write_local(table, Path(os.path.abspath(os.fspath(folder))), modes)
 
     folder_path = os.fspath(folder).rstrip("/")
     target = f"{folder_path}/{PARTITION_FILE}"
@@ -86,14 +94,14 @@ def write_partition(
     return _written(target, table, size)
 
 
-def _write_local(table: pa.Table, folder: Path) -> PartitionWrite:
+def _write_local(table: pa.Table, folder: Path, modes: FileModes) -> PartitionWrite:
     target = folder / PARTITION_FILE
     try:
-        make_private_dirs(folder)
+        make_dirs(folder, mode=modes.folder)
         remove_abandoned(folder, TEMPORARY_PREFIX)
-        with claim_temporary_file(folder, TEMPORARY_PREFIX) as temporary:
+        with claim_temporary_file(folder, TEMPORARY_PREFIX, mode=modes.file) as temporary:
             try:
-                # Truncates the claimed file, which keeps its inode, its lock and its 0o600 mode.
+                # Truncates the claimed file, which keeps its inode, its lock and its mode.
                 with pa.OSFile(str(temporary), "wb") as sink:
                     _write_parquet(table, sink)
                 _fsync(temporary)

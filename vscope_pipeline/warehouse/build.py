@@ -27,9 +27,10 @@ from vscope_pipeline.catalog import MetricSpec
 from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_root, latest_inventory_file
 from vscope_pipeline.lake.layout import metrics_root as lake_metrics_root
 from vscope_pipeline.lake.staging import (
-    PRIVATE_FILE_MODE,
+    PRIVATE_MODES,
+    FileModes,
     claim_temporary_dir,
-    make_private_dirs,
+    make_dirs,
     remove_abandoned,
 )
 from vscope_pipeline.lake.storage_full import storage_full_error, storage_full_reason
@@ -181,12 +182,15 @@ def _create_objects(
     return days, history_tables
 
 
-def build_warehouse(data_dir: Path, catalog: Sequence[MetricSpec]) -> WarehouseSummary:
+def build_warehouse(
+    data_dir: Path, catalog: Sequence[MetricSpec], *, modes: FileModes = PRIVATE_MODES
+) -> WarehouseSummary:
     """Rebuild `<data_dir>/vscope.duckdb` from the lake and publish it in one rename.
 
     The new database is built in a private staging folder (mode 0o700) beside the target, so
     its write-ahead log and spill files are never readable by other users, and it is published
-    with mode 0o600. Staging folders left by a build that was killed are removed first.
+    with mode `modes.file` (0o600 by default). A missing `data_dir` is created with
+    `modes.folder`. Staging folders left by a build that was killed are removed first.
 
     Raises WarehouseBuildError when a lake file fails to load, and StorageFullError when the
     disk, the quota or the file size limit is full. The previous database then stays in place
@@ -194,7 +198,7 @@ def build_warehouse(data_dir: Path, catalog: Sequence[MetricSpec]) -> WarehouseS
     """
     target = data_dir / WAREHOUSE_FILE
     try:
-        make_private_dirs(data_dir)
+        make_dirs(data_dir, mode=modes.folder)
         remove_abandoned(data_dir, STAGING_PREFIX)
         with claim_temporary_dir(data_dir, STAGING_PREFIX) as staging_dir:
             staging = staging_dir / WAREHOUSE_FILE
@@ -205,7 +209,7 @@ def build_warehouse(data_dir: Path, catalog: Sequence[MetricSpec]) -> WarehouseS
                 tables += history_tables
                 counts = _count_rows(con, data_dir, tables)
                 con.execute("CHECKPOINT")
-            os.chmod(staging, PRIVATE_FILE_MODE)
+            os.chmod(staging, modes.file)
             os.replace(staging, target)
     except (OSError, duckdb.Error, WarehouseBuildError) as error:
         reason = storage_full_reason(error)
