@@ -13,8 +13,9 @@ OVHcloud's proxy (ovh/erlenmeyer) in front of it:
 Responses are gzip-compressed when the client accepts gzip. The `arrays` query-string flag
 switches `dps` to `[ts, value]` pairs. `Faults` injects forced responses, delays, a
 data-point limit, departures from OpenTSDB's grouping and bucket alignment, and connection
-resets in the middle of a body. `counters` records the responses sent. `accept()` and
-`revoke()` change the accepted tokens while the server runs, to test token expiry and rotation.
+resets in the middle of a body. Its request hook can choose such a fault for each request.
+`counters` records the responses sent. `accept()` and `revoke()` change the accepted tokens
+while the server runs, to test token expiry and rotation.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ from vscope_pipeline.simulator.tsdb_engine import (
     run_query,
 )
 from vscope_pipeline.simulator.tsdb_errors import TsdbHttpError
-from vscope_pipeline.simulator.tsdb_faults import Faults, ForcedResponse, RequestCounters
+from vscope_pipeline.simulator.tsdb_faults import (
+    Faults,
+    ForcedResponse,
+    InjectedFault,
+    RequestCounters,
+)
 from vscope_pipeline.simulator.tsdb_query import parse_query_body, plan_query
 
 log = logging.getLogger(__name__)
@@ -148,6 +154,8 @@ def _proxy_fetch_limit_message(error: DataPointLimitExceeded) -> str:
 
 class _OpenTsdbHandler(QuietHandler):
     server: OpenTsdbServer
+    # Whether the request hook chose to cut the response being served (`InjectedFault.cut`).
+    _cut_response = False
 
     def do_GET(self) -> None:
         self._handle()
@@ -188,6 +196,11 @@ class _OpenTsdbHandler(QuietHandler):
 
     def _handle_query(self, body: bytes, params: dict[str, list[str]]) -> None:
         faults = self.server.faults
+        hook = faults.request_hook
+        injected = hook(body) if hook is not None else None
+        self._cut_response = injected is not None and injected.cut
+        if injected is not None and self._send_injected(injected):
+            return
         if faults.delay_s > 0:
             time.sleep(faults.delay_s)
         forced = faults.next_forced()
@@ -270,6 +283,16 @@ class _OpenTsdbHandler(QuietHandler):
                 return quality not in ("0", "0.0", "0.00", "0.000")
         return False
 
+    def _send_injected(self, injected: InjectedFault) -> bool:
+        """Apply a fault chosen by the request hook. Return True when it sent a response."""
+        if injected.delay_s > 0:
+            time.sleep(injected.delay_s)
+        if injected.response is None:
+            return False
+        log.info("injected response %d to %s", injected.response.status, self.client_address)
+        self._send_forced(injected.response)
+        return True
+
     def _send_forced(self, forced: ForcedResponse) -> None:
         self._send(forced.status, forced.body, forced.content_type, dict(forced.headers))
 
@@ -312,7 +335,8 @@ class _OpenTsdbHandler(QuietHandler):
             headers["Content-Encoding"] = "gzip"
         self.server.counters.record(status, points)
         try:
-            if self.path.startswith("/api/query") and self.server.faults.take_cut():
+            query = self.path.startswith("/api/query")
+            if query and (self._cut_response or self.server.faults.take_cut()):
                 log.info("cutting the %d response to %s", status, self.client_address)
                 self._send_cut(status, body, content_type, headers)
             else:

@@ -5,15 +5,16 @@ They can queue forced responses (a 429 with `Retry-After`, a 502 page) and delay
 response or only large ones. A data-point limit makes large sub-queries fail with OpenTSDB's
 413 or with the 500 of OVH's proxy. The server can also ignore group-by, or align downsample
 buckets to the query end as OVH's proxy does, and cut responses short: the headers and half
-of the body are sent, then the connection is reset. `RequestCounters` records the responses
-the server sent.
+of the body are sent, then the connection is reset. A `request_hook` chooses a fault for each
+request from its body, as the seeded chaos of a soak test does. `RequestCounters` records the
+responses the server sent.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -25,6 +26,24 @@ class ForcedResponse:
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     content_type: str = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class InjectedFault:
+    """The fault a request hook chooses for one `/api/query` request.
+
+    The server sleeps `delay_s` seconds, then sends `response` instead of the real response
+    when it is set. With `cut`, the response sent is reset after half its body, as
+    `Faults.cut_next` does.
+    """
+
+    delay_s: float = 0.0
+    response: ForcedResponse | None = None
+    cut: bool = False
+
+
+# Called with the body of every `/api/query` request, before the other faults apply.
+RequestHook = Callable[[bytes], InjectedFault | None]
 
 
 @dataclass
@@ -55,6 +74,9 @@ class Faults:
     # as OVH's proxy does (Warp 10's BUCKETIZE with the end as last bucket), instead of
     # OpenTSDB's epoch-aligned buckets stamped with their start.
     end_aligned_buckets: bool = False
+    # Chooses a fault for each request; the request is served normally when it returns None.
+    # It runs on the server's request threads, several at once, so it must be thread-safe.
+    request_hook: RequestHook | None = None
     _forced: deque[ForcedResponse] = field(default_factory=deque, repr=False)
     _cuts: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
