@@ -1,11 +1,12 @@
 """Known secret strings never reach any output of a real `vscope-pipeline ingest`.
 
 Each case runs the command as a subprocess, with a persistent DAGSTER_HOME (SQLite storage)
-and a data folder of its own, against the simulator on 127.0.0.1. The test then searches for
+and a data folder of its own, against the simulator on 127.0.0.1. The tests then search for
 every secret that the case gave the command, raw and in its base64, URL-encoded and
-JSON-escaped forms, in stdout, stderr, the bytes of every file under both folders, the string
-values of the Parquet files and of the DuckDB tables, and the runs, run config, tags, event
-log and metadata read back through the Dagster instance.
+JSON-escaped forms. They search stdout and stderr, the bytes of every file under both folders
+(SQLite storage and compute logs included), the string values of the Parquet files and of the
+DuckDB tables, and the runs, run config, tags, event log and metadata read back through the
+Dagster instance.
 
 Besides a successful day, the cases cover runs that fail with a secret at hand: a wrong
 application secret (APIv6 rejects the signature), a revoked metrics token (OpenTSDB answers
@@ -44,7 +45,8 @@ from vscope_pipeline.simulator.runner import RunningSimulator, running_simulator
 REPOSITORY = Path(__file__).resolve().parents[2]
 COMMAND = [str(Path(sys.executable).parent / "vscope-pipeline")]
 # The same command with shorter waits between OpenTSDB retries, for the unreachable endpoint:
-# with the default 1, 2, 4 and 8 s waits, each of the 3 metric steps would wait about 11 s.
+# with the default 1, 2, 4 and 8 s waits, less up to 50 % jitter, each of the 3 metric steps
+# would wait about 11 s on average.
 # The attempts and the code that reports the failure stay the same.
 FAST_RETRY_COMMAND = [
     sys.executable,
@@ -56,7 +58,7 @@ FAST_RETRY_COMMAND = [
     "client.RetryPolicy = functools.partial(RetryPolicy, base_delay=0.05, max_delay=0.2)\n"
     "sys.exit(main(sys.argv[1:]))\n",
 ]
-# Seconds one command may take. A successful day takes about 15 s on 2 idle cores.
+# Seconds one command may take. A successful day took about 20 s on a busy 2-core machine.
 COMMAND_TIMEOUT = 240
 
 # The '/', '+' and '=' make the URL-encoded forms differ from the raw ones.
@@ -114,7 +116,7 @@ def secret_forms(secret: str) -> dict[str, bytes]:
         "raw": raw,
         "url-encoded": quote(secret, safe="").encode(),
         "form-encoded": quote_plus(secret).encode(),
-        # JSON encoders that escape '/' as '\/'; the other characters need no escape.
+        # Some JSON encoders escape '/' as '\/'. The other characters need no escape.
         "json-escaped": json.dumps(secret)[1:-1].replace("/", "\\/").encode(),
     }
     for offset in range(3):
