@@ -241,13 +241,15 @@ def comparable_table(path: Path) -> pa.Table:
 
 
 def differing_files(reference: Path, other: Path) -> Iterator[str]:
-    """Yield the lake files of `reference` whose contents differ in `other`.
+    """Yield the Parquet files of `reference` whose contents differ in `other`.
 
     Files with the same bytes are equal. Others are read and compared as sorted tables, since
-    two runs may write the same rows in another order. Both lakes must have the same file
-    set: compare `lake_files` first.
+    two runs may write the same rows in another order. Other files, such as lock files, are
+    not compared. Both lakes must have the same file set: compare `lake_files` first.
     """
     for name in lake_files(reference):
+        if not name.endswith(".parquet"):
+            continue
         if (reference / name).read_bytes() == (other / name).read_bytes():
             continue
         if not comparable_table(reference / name).equals(comparable_table(other / name)):
