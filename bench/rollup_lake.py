@@ -3,8 +3,9 @@
 Days before the raw window get generated rollups only (`generated_rollups`). Each day of the
 raw window gets raw points (`raw_points`), written like the pipeline writes them, and its
 rollups are computed from those points with the pipeline's own `rollup_table`, so raw points
-and rollups agree on that window. Days are spread over a pool of processes; each process
-builds the fleet and the series once.
+and rollups agree on that window. Rollups are stored as the pipeline stores them, one file per
+grain, metric and month, each written once here. Months are spread over a pool of processes;
+each process builds the fleet and the series once.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from bench.rollup_series import MetricSeries, generated_rollups, metric_series, raw_points
 from vscope_pipeline.catalog import BUILTIN_METRICS
 from vscope_pipeline.lake.layout import (
     inventory_partition_dir,
     metric_partition_dir,
-    rollup_partition_dir,
+    rollup_month_dir,
 )
+from vscope_pipeline.lake.rollup_store import SORT_KEYS
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.ovh.schemas import ApiObject, InventoryKind, build_inventory_table
 from vscope_pipeline.rollups import rollup_table
@@ -68,10 +73,10 @@ class LakeSpec:
 
 
 @dataclass(frozen=True)
-class DayWritten:
-    """Rows and bytes written for one day, over every metric."""
+class MonthWritten:
+    """Days, rows and bytes written for one month, over every metric."""
 
-    day: dt.date
+    days: int
     raw_rows: int
     hourly_rows: int
     daily_rows: int
@@ -99,57 +104,68 @@ def _init_worker(spec: LakeSpec) -> None:
     _WORKER_SERIES[:] = [metric_series(fleet, metric, spec.seed) for metric in BUILTIN_METRICS]
 
 
-def write_day(
-    data_dir: Path, spec: LakeSpec, day: dt.date, series: Sequence[MetricSeries]
-) -> DayWritten:
-    """Write every metric's partitions of `day`: raw points and rollups, or rollups only."""
-    raw = day >= spec.first_raw_day
+def write_month(
+    data_dir: Path, spec: LakeSpec, days: Sequence[dt.date], series: Sequence[MetricSeries]
+) -> MonthWritten:
+    """Write every metric's partitions of `days`, which share one month.
+
+    Raw days get their points; every day gets its rollups, and each metric's month file of
+    each grain is written once.
+    """
     raw_rows = hourly_rows = daily_rows = written = 0
     for metric in series:
         name = metric.spec.name
-        if raw:
-            points = raw_points(metric, day, spec.first_day, spec.seed)
-            written += write_partition(
-                points, metric_partition_dir(data_dir, name, day)
-            ).bytes_written
-            raw_rows += points.num_rows
-            hourly, daily = rollup_table(points, "hour"), rollup_table(points, "day")
-        else:
-            hourly, daily = generated_rollups(metric, day, spec.first_day, spec.seed)
-        for grain, table in (("hour", hourly), ("day", daily)):
-            folder = rollup_partition_dir(data_dir, grain, name, day)
-            written += write_partition(table, folder).bytes_written
-        hourly_rows += hourly.num_rows
-        daily_rows += daily.num_rows
-    return DayWritten(day, raw_rows, hourly_rows, daily_rows, written)
+        rollups: dict[str, list[pa.Table]] = {"hour": [], "day": []}
+        for day in days:
+            if day >= spec.first_raw_day:
+                points = raw_points(metric, day, spec.first_day, spec.seed)
+                written += write_partition(
+                    points, metric_partition_dir(data_dir, name, day)
+                ).bytes_written
+                raw_rows += points.num_rows
+                hourly, daily = rollup_table(points, "hour"), rollup_table(points, "day")
+            else:
+                hourly, daily = generated_rollups(metric, day, spec.first_day, spec.seed)
+            rollups["hour"].append(hourly)
+            rollups["day"].append(daily)
+        for grain, tables in rollups.items():
+            month = pa.concat_tables(tables)
+            month = month.take(pc.sort_indices(month, sort_keys=SORT_KEYS))
+            folder = rollup_month_dir(data_dir, grain, name, days[0])
+            written += write_partition(month, folder).bytes_written
+        hourly_rows += sum(table.num_rows for table in rollups["hour"])
+        daily_rows += sum(table.num_rows for table in rollups["day"])
+    return MonthWritten(len(days), raw_rows, hourly_rows, daily_rows, written)
 
 
-def _write_day_in_worker(data_dir: Path, spec: LakeSpec, day: dt.date) -> DayWritten:
-    return write_day(data_dir, spec, day, _WORKER_SERIES)
+def _write_month_in_worker(data_dir: Path, spec: LakeSpec, days: list[dt.date]) -> MonthWritten:
+    return write_month(data_dir, spec, days, _WORKER_SERIES)
 
 
 def write_lake(data_dir: Path, spec: LakeSpec, workers: int) -> LakeWritten:
     """Write every day of `spec` under `data_dir` with `workers` processes, logging progress."""
     started = time.perf_counter()
-    days = [spec.first_day + dt.timedelta(days=offset) for offset in range(spec.rollup_days)]
-    # Raw days first: they are the slowest, so the pool ends on short generated days.
-    days.sort(key=lambda day: (day < spec.first_raw_day, day))
-    results: list[DayWritten] = []
+    months: dict[tuple[int, int], list[dt.date]] = {}
+    for offset in range(spec.rollup_days):
+        day = spec.first_day + dt.timedelta(days=offset)
+        months.setdefault((day.year, day.month), []).append(day)
+    # Months with raw days first: they are the slowest, so the pool ends on generated months.
+    ordered = sorted(months.values(), key=lambda days: (days[-1] < spec.first_raw_day, days[0]))
+    results: list[MonthWritten] = []
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(spec,)) as pool:
-        futures = [pool.submit(_write_day_in_worker, data_dir, spec, day) for day in days]
+        futures = [pool.submit(_write_month_in_worker, data_dir, spec, days) for days in ordered]
         for future in futures:
             results.append(future.result())
-            if len(results) % 30 == 0 or len(results) == len(days):
-                written = sum(result.bytes_written for result in results)
-                log.info(
-                    "wrote %d of %d days, %.2f GB, %.0f s",
-                    len(results),
-                    len(days),
-                    written / 1e9,
-                    time.perf_counter() - started,
-                )
+            written = sum(result.bytes_written for result in results)
+            log.info(
+                "wrote %d of %d days, %.2f GB, %.0f s",
+                sum(result.days for result in results),
+                spec.rollup_days,
+                written / 1e9,
+                time.perf_counter() - started,
+            )
     return LakeWritten(
-        days=len(results),
+        days=sum(result.days for result in results),
         raw_days=spec.raw_days,
         raw_rows=sum(result.raw_rows for result in results),
         hourly_rows=sum(result.hourly_rows for result in results),

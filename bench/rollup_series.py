@@ -186,6 +186,8 @@ def _rollup_table(
     columns = [keys.column(name) for name in SERIES_COLUMNS]
     columns.append(pa.array(buckets).cast(pa.timestamp("ms", tz="UTC")))
     columns += [pa.array(np.ravel(array)) for array in statistics]
+    days = np.floor_divide(buckets, DAY_MS).astype(np.int32)
+    columns.append(pa.array(days).cast(pa.date32()))
     return pa.Table.from_arrays(columns, schema=ROLLUP_FILE_SCHEMA)
 
 

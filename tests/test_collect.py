@@ -12,7 +12,7 @@ import pytest
 
 from vscope_pipeline.catalog import BUILTIN_METRICS, MetricSpec
 from vscope_pipeline.collect import DatacenterTarget, MetricDayReport, collect_day
-from vscope_pipeline.lake.layout import ROLLUP_GRAINS, metric_partition_dir, rollup_partition_dir
+from vscope_pipeline.lake.layout import ROLLUP_GRAINS, metric_partition_dir, rollup_month_dir
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.opentsdb.client import MetricDayResult, MetricDayStats
@@ -130,12 +130,12 @@ def _file_size(data_dir: Path, spec: MetricSpec) -> int:
 
 
 def _rollup_size(data_dir: Path, spec: MetricSpec) -> int:
-    folders = [rollup_partition_dir(data_dir, grain, spec.name, DAY) for grain in ROLLUP_GRAINS]
+    folders = [rollup_month_dir(data_dir, grain, spec.name, DAY) for grain in ROLLUP_GRAINS]
     return sum((folder / "data.parquet").stat().st_size for folder in folders)
 
 
 def _has_rollups(data_dir: Path, spec: MetricSpec) -> bool:
-    folders = [rollup_partition_dir(data_dir, grain, spec.name, DAY) for grain in ROLLUP_GRAINS]
+    folders = [rollup_month_dir(data_dir, grain, spec.name, DAY) for grain in ROLLUP_GRAINS]
     return any((folder / "data.parquet").exists() for folder in folders)
 
 

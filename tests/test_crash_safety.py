@@ -27,6 +27,7 @@ from vscope_pipeline.ingest import ingest_range, last_complete_day
 from vscope_pipeline.lake.layout import metric_partition_dir
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.staging import remove_abandoned
+from vscope_pipeline.lake.rollup_store import LOCK_FILE
 from vscope_pipeline.lake.writer import TEMPORARY_PREFIX, write_partition
 from vscope_pipeline.simulator.runner import running_simulator
 from vscope_pipeline.warehouse.build import STAGING_PREFIX, build_warehouse
@@ -182,10 +183,13 @@ def _ingest(
 
 
 def _lake_files(data_dir: Path) -> dict[str, pa.Table]:
-    """Read every lake file except the time at which each inventory snapshot was taken."""
+    """Read every lake file except the time at which each inventory snapshot was taken.
+
+    Lock files of rollup months are empty and stay after a run, so they are not read.
+    """
     tables = {}
     for path in sorted(data_dir.rglob("*")):
-        if path.is_file() and path.name != "vscope.duckdb":
+        if path.is_file() and path.name not in ("vscope.duckdb", LOCK_FILE):
             table = pq.read_table(path)
             if "snapshot_at" in table.column_names:
                 table = table.drop_columns(["snapshot_at"])

@@ -72,6 +72,8 @@ def _row(entity, nic, bucket, samples, avg, low, high, p95):
         "min": low,
         "max": high,
         "p95": p95,
+        # Every bucket of these cases starts on its own UTC day.
+        "day": bucket.date(),
     }
 
 

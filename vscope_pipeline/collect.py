@@ -24,9 +24,10 @@ from vscope_pipeline.lake.layout import (
     ROLLUP_GRAINS,
     metric_partition_dir,
     partition_file,
-    rollup_partition_dir,
 )
+from vscope_pipeline.lake.rollup_store import write_rollup_day
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
+from vscope_pipeline.lake.staging import PRIVATE_MODES, FileModes
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.opentsdb.client import MetricDayResult
 from vscope_pipeline.opentsdb.results import DecodeStats
@@ -83,7 +84,7 @@ class MetricDayReport:
     no_such_name: int = 0
     bytes_received: int = 0
     file_bytes: int = 0
-    # Bytes of the hourly and daily rollup files written from this metric-day, together.
+    # Bytes of the hourly and daily month files of rollups rewritten with this metric-day.
     rollup_file_bytes: int = 0
     missing_entities: list[str] = field(default_factory=list)
     # Entities that sent a series but are not in the inventory snapshot: deleted since, or
@@ -165,6 +166,7 @@ def _write_metric_day(
     targets: Sequence[DatacenterTarget],
     results: Sequence[MetricDayResult],
     data_dir: Path,
+    modes: FileModes,
 ) -> MetricDayReport:
     tables = [result.table for result in results]
     table = pa.concat_tables(tables) if tables else METRIC_FILE_SCHEMA.empty_table()
@@ -205,14 +207,15 @@ def _write_metric_day(
         )
         return report
 
-    written = write_partition(table, folder)
+    written = write_partition(table, folder, modes=modes)
     report.file_bytes = written.bytes_written
 
     # Written after the points, so a rollup never describes points that are not in the lake.
     for grain in ROLLUP_GRAINS:
         rollup = rollup_table(table, grain)
-        folder = rollup_partition_dir(data_dir, grain, spec.name, day)
-        report.rollup_file_bytes += write_partition(rollup, folder).bytes_written
+        report.rollup_file_bytes += write_rollup_day(
+            data_dir, grain, spec.name, day, rollup, modes=modes
+        ).bytes_written
     _log_report(report)
     return report
 
@@ -262,6 +265,7 @@ def collect_day(
     *,
     max_workers: int = DEFAULT_MAX_WORKERS,
     on_metric_done: Callable[[MetricDayReport], None] | None = None,
+    modes: FileModes = PRIVATE_MODES,
 ) -> list[MetricDayReport]:
     """Fetch and write every metric of `catalog` for one day; return one report per metric.
 
@@ -279,7 +283,7 @@ def collect_day(
                 spec, futures = pending.popleft()
                 results = [future.result() for future in futures]
                 del futures
-                report = _write_metric_day(spec, day, targets, results, data_dir)
+                report = _write_metric_day(spec, day, targets, results, data_dir, modes)
                 del results
                 reports.append(report)
                 if on_metric_done is not None:

@@ -66,6 +66,10 @@ def rollup_table(table: pa.Table, grain: Grain) -> pa.Table:
         pa.array(values[starts], pa.float64()),
         pa.array(values[ends], pa.float64()),
         pa.array(_sorted_percentile(values, starts, counts, PERCENTILE), pa.float64()),
+        # Days since the epoch, which is what date32 stores.
+        pa.array(
+            np.floor_divide(firsts.column("bucket").to_numpy(), BUCKET_MS["day"]), pa.int32()
+        ).cast(pa.date32()),
     ]
     return pa.Table.from_arrays(arrays, schema=ROLLUP_FILE_SCHEMA)
 

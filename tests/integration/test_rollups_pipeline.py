@@ -90,9 +90,12 @@ def test_rerun_keeps_one_file_and_same_values(ingested):
     outcomes = ingested.ingest_again()
 
     assert [outcome.success for outcome in outcomes] == [True]
-    day = ingested.day.isoformat()
+    month = f"{ingested.day:%Y-%m}"
+    # One month file per grain, and the lock file that serialises the writers of that month.
     assert _rollup_files(ingested) == [
-        f"rollups/grain=day/metric={METRIC}/day={day}/data.parquet",
-        f"rollups/grain=hour/metric={METRIC}/day={day}/data.parquet",
+        f"rollups/grain=day/metric={METRIC}/month={month}/.rollup.lock",
+        f"rollups/grain=day/metric={METRIC}/month={month}/data.parquet",
+        f"rollups/grain=hour/metric={METRIC}/month={month}/.rollup.lock",
+        f"rollups/grain=hour/metric={METRIC}/month={month}/data.parquet",
     ]
     assert _daily(ingested) == before

@@ -24,8 +24,8 @@ from vscope_pipeline.lake.layout import (
     ROLLUP_GRAINS,
     inventory_partition_dir,
     metric_partition_dir,
-    rollup_partition_dir,
 )
+from vscope_pipeline.lake.rollup_store import write_rollup_day
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.ovh.schemas import INVENTORY_SCHEMAS
@@ -149,7 +149,7 @@ def data_dir(tmp_path: Path) -> Path:
         write_partition(table, metric_partition_dir(folder, metric, DAY))
         for grain in ROLLUP_GRAINS:
             rollup = rollup_table(table, grain)
-            write_partition(rollup, rollup_partition_dir(folder, grain, metric, DAY))
+            write_rollup_day(folder, grain, metric, DAY, rollup)
     return folder
 
 

@@ -2,12 +2,13 @@
 
     <data_dir>/metrics/metric=<name>/day=<YYYY-MM-DD>/data.parquet
     <data_dir>/inventory/kind=<kind>/day=<YYYY-MM-DD>/data.parquet
-    <data_dir>/rollups/grain=<hour|day>/metric=<name>/day=<YYYY-MM-DD>/data.parquet
+    <data_dir>/rollups/grain=<hour|day>/metric=<name>/month=<YYYY-MM>/data.parquet
 
 A partition is one folder holding exactly one file, `data.parquet`, so replacing that file
 replaces the whole partition (see `writer.write_partition`). DuckDB's
 `read_parquet('<root>/**/*.parquet', hive_partitioning = true)` reads the keys from the
-folder names and skips folders that a filter on `metric`, `kind` or `day` excludes.
+folder names and skips folders that a filter on `metric`, `kind` or `day` excludes. Rollups
+are small, so they are kept one file per month (see `rollup_store`) and carry their `day`.
 """
 
 from __future__ import annotations
@@ -59,13 +60,11 @@ def rollup_grain_dir(data_dir: str | os.PathLike[str], grain: str) -> Path:
     return rollups_root(data_dir) / f"grain={grain}"
 
 
-def rollup_partition_dir(
-    data_dir: str | os.PathLike[str], grain: str, metric: str, day: date
-) -> Path:
-    """Return the folder of one rollup grain, metric and UTC day."""
+def rollup_month_dir(data_dir: str | os.PathLike[str], grain: str, metric: str, day: date) -> Path:
+    """Return the folder of the rollups of one grain and metric for the UTC month of `day`."""
     # metric_dir validates the name; only its last folder is reused under the grain.
     metric_folder = metric_dir(data_dir, metric).name
-    return rollup_grain_dir(data_dir, grain) / metric_folder / f"day={_day_text(day)}"
+    return rollup_grain_dir(data_dir, grain) / metric_folder / f"month={day:%Y-%m}"
 
 
 def metric_dir(data_dir: str | os.PathLike[str], metric: str) -> Path:

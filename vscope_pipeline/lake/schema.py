@@ -18,8 +18,8 @@ METRIC_FILE_SCHEMA = pa.schema(
     ]
 )
 
-# Columns stored in each rollup file (`rollups/grain=<hour|day>/metric=<name>/day=<D>`): one
-# row per series and bucket. `bucket` is the start of the UTC hour or day; `p95` is the 95th
+# Columns stored in each rollup file (`rollups/grain=<hour|day>/metric=<name>/month=<YYYY-MM>`):
+# one row per series and bucket. `bucket` is the start of the UTC hour or day; `p95` is the 95th
 # percentile of the bucket's values with linear interpolation between the two nearest ranks.
 ROLLUP_FILE_SCHEMA = pa.schema(
     [
@@ -34,5 +34,7 @@ ROLLUP_FILE_SCHEMA = pa.schema(
         pa.field("min", pa.float64(), nullable=False),
         pa.field("max", pa.float64(), nullable=False),
         pa.field("p95", pa.float64(), nullable=False),
+        # The UTC day of `bucket`: a rollup file holds a whole month, and readers filter on it.
+        pa.field("day", pa.date32(), nullable=False),
     ]
 )

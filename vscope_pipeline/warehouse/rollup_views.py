@@ -32,15 +32,17 @@ class RollupReadError(RuntimeError):
 def rollup_sql(data_dir: Path, grain: RollupGrain) -> str:
     """Return the SELECT behind the view of one grain, a typed empty SELECT if it has no file.
 
-    `metric` and `day` come from the Hive folder names, with pinned types as in metric_points.
+    `metric` comes from the Hive folder name, pinned to VARCHAR as in metric_points, and `day`
+    from the files, which hold one month each. Rollup folders of single days (`day=<D>`), the
+    layout before month files, are not read.
     """
     root = rollup_grain_dir(data_dir, grain)
-    if not any(root.glob("metric=*/day=*/*.parquet")):
+    if not any(root.glob("metric=*/month=*/*.parquet")):
         return _EMPTY_ROLLUP
-    pattern = "'" + str(root / "metric=*" / "day=*" / "*.parquet").replace("'", "''") + "'"
+    pattern = "'" + str(root / "metric=*" / "month=*" / "*.parquet").replace("'", "''") + "'"
     return (
         f"SELECT {ROLLUP_COLUMNS} FROM read_parquet({pattern}, "
-        "hive_partitioning = true, hive_types = {'metric': VARCHAR, 'day': DATE})"
+        "hive_partitioning = true, hive_types = {'metric': VARCHAR, 'month': VARCHAR})"
     )
 
 
