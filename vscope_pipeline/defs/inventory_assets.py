@@ -50,7 +50,7 @@ def inventory_snapshot(
 
     for kind, table in snapshot.tables.items():
         folder = inventory_partition_dir(settings.data_dir, kind, day)
-        written = write_partition(table, folder)
+        written = write_partition(table, folder, modes=settings.file_modes)
         skipped = snapshot.stats.skipped_not_found.get(kind, ())
         enum_values = snapshot.stats.unknown_enum_values.get(kind, {})
         nulled = snapshot.stats.nulled_fields.get(kind, {})

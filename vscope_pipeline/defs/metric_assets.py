@@ -124,6 +124,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 settings.data_dir,
                 max_workers=settings.opentsdb_tuning.max_concurrency,
                 on_metric_done=log_metric,
+                modes=settings.file_modes,
             )
 
         qualities = measure_days(settings.data_dir, catalog, days)

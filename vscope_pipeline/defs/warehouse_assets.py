@@ -40,7 +40,9 @@ def vscope_duckdb(
     context: AssetExecutionContext, vscope_settings: VScopeSettingsResource
 ) -> dg.MaterializeResult:
     settings = vscope_settings.settings
-    summary = build_warehouse(settings.data_dir, build_catalog(settings.extra_metrics))
+    summary = build_warehouse(
+        settings.data_dir, build_catalog(settings.extra_metrics), modes=settings.file_modes
+    )
     context.log.info("published %s with %s", summary.path, summary.row_counts)
     return dg.MaterializeResult(
         metadata={
