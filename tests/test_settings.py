@@ -208,13 +208,19 @@ def test_opentsdb_tuning_errors():
     ]
 
 
-def test_data_dir_with_glob_character(tmp_path):
-    folder = tmp_path / "lake[1]"
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("lake[1]", "contains a glob character (* ? [ ] { }): "),
+        ("lake\\2026", "contains a backslash, which DuckDB reads as a folder separator: "),
+    ],
+)
+def test_data_dir_with_special_character(tmp_path, name, problem):
+    folder = tmp_path / name
     with pytest.raises(SettingsError) as caught:
         load_data_dir({"VSCOPE_DATA_DIR": str(folder)})
     assert caught.value.problems == [
-        f"VSCOPE_DATA_DIR {str(folder)!r} contains a glob character (* ? [ ] {{ }}): "
-        "choose a folder whose path has none"
+        f"VSCOPE_DATA_DIR {str(folder)!r} {problem}choose a folder whose path has none"
     ]
 
 

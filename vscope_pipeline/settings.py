@@ -249,6 +249,13 @@ def _load_data_dir(environ: Mapping[str, str], problems: list[str]) -> Path:
             f"VSCOPE_DATA_DIR {str(resolved)!r} contains a glob character (* ? [ ] {{ }}): "
             "choose a folder whose path has none"
         )
+    if "\\" in str(resolved):
+        # DuckDB reads a backslash in a file path as a folder separator, so it would open
+        # another path than this one.
+        problems.append(
+            f"VSCOPE_DATA_DIR {str(resolved)!r} contains a backslash, which DuckDB reads as a "
+            "folder separator: choose a folder whose path has none"
+        )
     return resolved
 
 
