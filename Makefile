@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: venv test lint typecheck pytest demo dev bench clean
+.PHONY: venv test lint typecheck pytest demo dev bench soak clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -45,6 +45,10 @@ dev: venv $(DAGSTER_HOME)/dagster.yaml
 # Throughput, memory and request figures on a simulated 500-VM day; see docs/benchmarks.md.
 bench: venv
 	$(BIN)/python -m bench
+
+# A 30-day backfill without faults and twice with seeded random faults; see docs/reliability.md.
+soak: venv
+	$(BIN)/python -m tests.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools $(DAGSTER_HOME)
