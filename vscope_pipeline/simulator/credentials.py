@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # Application keys are 16 alphanumeric characters, application secrets and consumer keys 32,
@@ -52,7 +55,7 @@ GRANT_ALL: tuple[AccessRule, ...] = tuple(AccessRule(method, "/*") for method in
 
 @dataclass(frozen=True)
 class SimulatorCredentials:
-    """The one application key, consumer key and metrics token a simulator accepts.
+    """The application key, consumer key and metrics token a simulator accepts.
 
     The defaults are fixed demo values, so that `make demo` and the documentation can show
     them. `generate()` returns random ones. Secrets are left out of `repr()`.
@@ -67,6 +70,23 @@ class SimulatorCredentials:
     def grants(self, method: str, path: str) -> bool:
         """Return True when the consumer key's access rules allow `method` on `path`."""
         return any(rule.grants(method, path) for rule in self.access_rules)
+
+    def service_metrics_tokens(self, service_names: Sequence[str]) -> dict[str, str]:
+        """Return the metrics token of each service, by service name.
+
+        The first service gets `metrics_token`, so a one-service simulator keeps its token.
+        Each other service gets an HMAC-SHA256 of its name keyed with `metrics_token`: distinct
+        per service, fixed for the demo values and random for generated credentials.
+        """
+        tokens: dict[str, str] = {}
+        for index, service_name in enumerate(service_names):
+            if index == 0:
+                tokens[service_name] = self.metrics_token
+            else:
+                key = self.metrics_token.encode()
+                digest = hmac.new(key, service_name.encode(), hashlib.sha256).hexdigest()
+                tokens[service_name] = f"vscope-sim-{digest}"
+        return tokens
 
     @classmethod
     def generate(cls, access_rules: tuple[AccessRule, ...] = GRANT_ALL) -> SimulatorCredentials:

@@ -272,6 +272,7 @@ def build_fleet(
     vm_count: int = 60,
     datacenter_count: int = 2,
     service_name: str = DEFAULT_SERVICE_NAME,
+    first_datacenter_id: int = FIRST_DATACENTER_ID,
     list_race: bool = True,
     inventory_changes: bool = False,
 ) -> Fleet:
@@ -280,7 +281,8 @@ def build_fleet(
     `vm_count` VMs are spread over about `vm_count / 10` hosts (at least 3 per datacenter).
     `list_race` adds the VM that is listed but whose GET returns 404. `inventory_changes` adds
     the dated changes of `fleet_events`, which need `vm_count` of 6 or more. Without them the
-    fleet is the same as before they existed, object for object.
+    fleet is the same as before they existed, object for object. Datacenters are numbered from
+    `first_datacenter_id`, so that the fleets of several services can have distinct ids.
     """
     if not 3 <= vm_count <= MAX_VM_COUNT:
         raise ValueError(
@@ -290,6 +292,10 @@ def build_fleet(
     if datacenter_count < 1:
         raise ValueError(
             f"datacenter_count {datacenter_count!r} is out of range: expected 1 or more"
+        )
+    if first_datacenter_id < 1:
+        raise ValueError(
+            f"first_datacenter_id {first_datacenter_id!r} is out of range: expected 1 or more"
         )
     hosts_per_dc = max(
         MIN_HOSTS_PER_DATACENTER, math.ceil(vm_count / (VMS_PER_HOST * datacenter_count))
@@ -304,9 +310,9 @@ def build_fleet(
 
     datacenters = tuple(
         FleetDatacenter(
-            FIRST_DATACENTER_ID + index,
-            datacenter_label(service_name, FIRST_DATACENTER_ID + index),
-            objects.datacenter_object(FIRST_DATACENTER_ID + index, index),
+            first_datacenter_id + index,
+            datacenter_label(service_name, first_datacenter_id + index),
+            objects.datacenter_object(first_datacenter_id + index, index),
         )
         for index in range(datacenter_count)
     )

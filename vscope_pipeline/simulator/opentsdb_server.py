@@ -16,6 +16,11 @@ data-point limit, departures from OpenTSDB's grouping and bucket alignment, and 
 resets in the middle of a body. Its request hook can choose such a fault for each request.
 `counters` records the responses sent. `accept()` and `revoke()` change the accepted tokens
 while the server runs, to test token expiry and rotation.
+
+A token may be scoped to its own series source, as the token of one dedicatedCloud service
+reads only that service's series. NOTE: OVHcloud documents a read token per dedicatedCloud
+user but not what else it can read. The scoped source also has its own names, so another
+service's datacenter tag value gets "No such name", as from a separate OpenTSDB tenant.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -83,6 +88,7 @@ class OpenTsdbServer(LoopbackHTTPServer):
         tokens: Collection[str],
         clock: Callable[[], float],
         faults: Faults,
+        scopes: Mapping[str, SeriesSource] | None = None,
     ) -> None:
         super().__init__(host, port, _OpenTsdbHandler)
         self.source = source
@@ -92,6 +98,13 @@ class OpenTsdbServer(LoopbackHTTPServer):
         self.faults = faults
         self.counters = RequestCounters()
         self.names = NameIndex(source)
+        self._scopes = {
+            token: (scoped, NameIndex(scoped)) for token, scoped in (scopes or {}).items()
+        }
+
+    def source_for(self, token: str) -> tuple[SeriesSource, NameIndex]:
+        """Return the series `token` reads and their names: its scope's, else the server's."""
+        return self._scopes.get(token, (self.source, self.names))
 
     @property
     def tokens(self) -> frozenset[str]:
@@ -124,10 +137,12 @@ def make_opentsdb_server(
     port: int = 0,
     clock: Callable[[], float] = time.time,
     faults: Faults | None = None,
+    scopes: Mapping[str, SeriesSource] | None = None,
 ) -> OpenTsdbServer:
     """Create (but do not start) an OpenTSDB server on a loopback address.
 
-    `tokens` are the accepted metrics tokens (Basic auth passwords). `clock` returns epoch
+    `tokens` are the accepted metrics tokens (Basic auth passwords). `scopes` maps some of
+    them to the only series they read. The other tokens read `source`. `clock` returns epoch
     seconds and resolves `now`, `1h-ago` and a missing `end`. Port 0 picks a free port.
     """
     if not tokens:
@@ -135,8 +150,20 @@ def make_opentsdb_server(
             "make_opentsdb_server got no tokens: pass at least one metrics token, "
             "or every request would be refused with 401"
         )
+    unaccepted = sorted(set(scopes or {}) - set(tokens))
+    if unaccepted:
+        raise ValueError(
+            f"make_opentsdb_server got {len(unaccepted)} scoped token(s) that are not among "
+            "`tokens`: pass every token of `scopes` in `tokens` too"
+        )
     return OpenTsdbServer(
-        host, port, source=source, tokens=tokens, clock=clock, faults=faults or Faults()
+        host,
+        port,
+        source=source,
+        tokens=tokens,
+        clock=clock,
+        faults=faults or Faults(),
+        scopes=scopes,
     )
 
 
@@ -219,9 +246,9 @@ class _OpenTsdbHandler(QuietHandler):
                 405, f"Method '{self.command}' is not allowed", {"Allow": "POST, DELETE"}
             )
         else:
-            self._run_query(body, arrays="arrays" in params)
+            self._run_query(body, arrays="arrays" in params, token=self._password() or "")
 
-    def _run_query(self, body: bytes, *, arrays: bool) -> None:
+    def _run_query(self, body: bytes, *, arrays: bool, token: str) -> None:
         faults = self.server.faults
         options = EngineOptions(
             ignore_group_by=faults.ignore_group_by,
@@ -233,9 +260,8 @@ class _OpenTsdbHandler(QuietHandler):
                 raise _delete_disabled()
             now_ms = int(self.server.clock() * 1000)
             query = plan_query(request, now_ms)
-            results = run_query(
-                query, self.server.source, self.server.names, faults.max_data_points, options
-            )
+            source, names = self.server.source_for(token)
+            results = run_query(query, source, names, faults.max_data_points, options)
             payload, points = encode_response(
                 results,
                 ms_resolution=query.ms_resolution,
@@ -265,15 +291,20 @@ class _OpenTsdbHandler(QuietHandler):
         self._send(200, payload, points=points)
 
     def _authorized(self) -> bool:
+        password = self._password()
+        return password is not None and self.server.accepts(password)
+
+    def _password(self) -> str | None:
+        """Return the Basic auth password of the request, None when there is none."""
         # Like OVHcloud's proxy: take the part after the first space whatever the scheme,
         # and the password after the first colon.
         _, _, encoded = self.headers.get("Authorization", "").partition(" ")
         try:
             decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            return False
+            return None
         _, colon, password = decoded.partition(":")
-        return bool(colon) and self.server.accepts(password)
+        return password if colon else None
 
     def _accepts_gzip(self) -> bool:
         for coding in self.headers.get("Accept-Encoding", "").split(","):

@@ -1,5 +1,8 @@
 """The simulated OVH APIv6: the dedicatedCloud routes that vScope inventory and tokens need.
 
+It serves one or more dedicatedCloud services, one fleet each. Every service returns its own
+metrics token from the token routes, and all of them the same `opentsdbEndpoint`.
+
 Routes are served under `/1.0` and under its alias `/v1`. Every route but `GET /auth/time`
 needs a request signed as python-ovh signs it (see `ovh_auth`), and the consumer key's access
 rules must grant it. Responses are JSON and carry an `X-Ovh-Queryid` header. Errors have the
@@ -30,7 +33,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -104,7 +107,7 @@ class OvhApiServer(LoopbackHTTPServer):
 
 
 def make_ovh_api_server(
-    fleet: Fleet,
+    fleet: Fleet | Sequence[Fleet],
     credentials: SimulatorCredentials,
     opentsdb_url: str,
     *,
@@ -113,10 +116,15 @@ def make_ovh_api_server(
     token_routes: Iterable[str] = TOKEN_ROUTES,
     clock: Callable[[], float] = time.time,
     faults: ApiFaults | None = None,
+    metrics_tokens: Mapping[str, str] | None = None,
 ) -> OvhApiServer:
     """Create (not start) the APIv6 server of `fleet`; run it with `ServerThread`.
 
-    `opentsdb_url` is the `opentsdbEndpoint` the token routes return. `token_routes` names the
+    `fleet` is one fleet, or several whose service names differ: `GET /dedicatedCloud` lists
+    them in the given order. `metrics_tokens` maps each service name to the token its token
+    routes return (default: `credentials.service_metrics_tokens`, which gives the first
+    service `credentials.metrics_token`). `opentsdb_url` is the `opentsdbEndpoint` the token
+    routes return. `token_routes` names the
     token routes that exist (`metricsToken`, `getVscopeMetricsToken`). The others return 404,
     as on accounts where OVH has removed them. `clock` returns epoch seconds: it sets
     `/auth/time`, the reference for signature timestamps, when the deleted VM disappears and
@@ -129,8 +137,28 @@ def make_ovh_api_server(
             f"token_routes {unknown!r} are not token routes: expected a subset of "
             f"{list(TOKEN_ROUTES)!r}"
         )
+    fleets = (fleet,) if isinstance(fleet, Fleet) else tuple(fleet)
+    names = [item.service_name for item in fleets]
+    if not fleets or len(set(names)) != len(names):
+        raise ValueError(
+            f"fleets of services {names!r} are not valid: expected at least one fleet, and "
+            "distinct service names"
+        )
+    tokens = dict(metrics_tokens or credentials.service_metrics_tokens(names))
+    untokened = [name for name in names if not tokens.get(name)]
+    if untokened:
+        raise ValueError(
+            f"metrics_tokens has no token for services {untokened!r}: give every served "
+            "service a non-empty token"
+        )
     api = _Api(
-        fleet, credentials, opentsdb_url, frozenset(token_routes), clock, faults or ApiFaults()
+        fleets,
+        credentials,
+        opentsdb_url,
+        frozenset(token_routes),
+        clock,
+        faults or ApiFaults(),
+        tokens,
     )
     return OvhApiServer(host, port, api)
 
@@ -197,18 +225,20 @@ def _not_found(name: str, value: object) -> ApiFailure:
 
 
 class _Api:
-    """Route table and handlers over one fleet, shared read-only by every handler thread."""
+    """Route table and handlers over the fleets, shared read-only by every handler thread."""
 
     def __init__(
         self,
-        fleet: Fleet,
+        fleets: Sequence[Fleet],
         credentials: SimulatorCredentials,
         opentsdb_url: str,
         token_routes: frozenset[str],
         clock: Callable[[], float],
         faults: ApiFaults,
+        metrics_tokens: Mapping[str, str],
     ) -> None:
-        self.fleet = fleet
+        self.fleets = {fleet.service_name: fleet for fleet in fleets}
+        self.metrics_tokens = dict(metrics_tokens)
         self.credentials = credentials
         self.opentsdb_url = opentsdb_url
         self.clock = clock
@@ -252,16 +282,18 @@ class _Api:
 
     # Lookups shared by the handlers. Each raises the 404 of the first missing parent.
 
-    def _service(self, request: _Request) -> None:
-        if request.params["serviceName"] != self.fleet.service_name:
+    def _fleet(self, request: _Request) -> Fleet:
+        found = self.fleets.get(request.params["serviceName"])
+        if found is None:
             raise ApiFailure(404, "Client::NotFound", "This service does not exist")
+        return found
 
-    def _datacenter_id(self, request: _Request) -> int:
-        self._service(request)
+    def _datacenter_id(self, request: _Request) -> tuple[Fleet, int]:
+        fleet = self._fleet(request)
         datacenter_id = _parse_long("datacenterId", request.params["datacenterId"])
-        if self.fleet.datacenter(datacenter_id) is None:
+        if fleet.datacenter(datacenter_id) is None:
             raise _not_found("datacenterId", datacenter_id)
-        return datacenter_id
+        return fleet, datacenter_id
 
     def _objects(
         self, request: _Request, id_name: str, lookup: Callable[[int], dict[str, Any] | None]
@@ -310,78 +342,80 @@ class _Api:
         return int(request.now)
 
     def services(self, request: _Request) -> list[str]:
-        return [self.fleet.service_name]
+        return list(self.fleets)
 
     def service(self, request: _Request) -> dict[str, Any]:
-        self._service(request)
-        return self.fleet.service
+        return self._fleet(request).service
 
     def datacenter_ids(self, request: _Request) -> list[int]:
-        self._service(request)
-        return [dc.datacenter_id for dc in self.fleet.datacenters]
+        return [dc.datacenter_id for dc in self._fleet(request).datacenters]
 
     def datacenters(self, request: _Request) -> Any:
-        self._service(request)
+        fleet = self._fleet(request)
 
         def lookup(datacenter_id: int) -> dict[str, Any] | None:
-            found = self.fleet.datacenter(datacenter_id)
+            found = fleet.datacenter(datacenter_id)
             return found.api if found else None
 
         return self._objects(request, "datacenterId", lookup)
 
     def datacenter_filer_ids(self, request: _Request) -> list[int]:
-        return [filer.filer_id for filer in self.fleet.filers_in(self._datacenter_id(request))]
+        fleet, datacenter_id = self._datacenter_id(request)
+        return [filer.filer_id for filer in fleet.filers_in(datacenter_id)]
 
     def datacenter_filers(self, request: _Request) -> Any:
-        filers = {f.filer_id: f for f in self.fleet.filers_in(self._datacenter_id(request))}
+        fleet, datacenter_id = self._datacenter_id(request)
+        filers = {filer.filer_id: filer for filer in fleet.filers_in(datacenter_id)}
         return self._objects(request, "filerId", _lookup_at(filers, request.now_ms))
 
     def global_filer_ids(self, request: _Request) -> list[int]:
-        self._service(request)
-        return [filer.filer_id for filer in self.fleet.filers_in(None)]
+        return [filer.filer_id for filer in self._fleet(request).filers_in(None)]
 
     def global_filers(self, request: _Request) -> Any:
-        self._service(request)
-        filers = {filer.filer_id: filer for filer in self.fleet.filers_in(None)}
+        filers = {filer.filer_id: filer for filer in self._fleet(request).filers_in(None)}
         return self._objects(request, "filerId", _lookup_at(filers, request.now_ms))
 
     def host_ids(self, request: _Request) -> list[int]:
-        return [host.host_id for host in self.fleet.hosts_in(self._datacenter_id(request))]
+        fleet, datacenter_id = self._datacenter_id(request)
+        return [host.host_id for host in fleet.hosts_in(datacenter_id)]
 
     def hosts(self, request: _Request) -> Any:
-        hosts = {h.host_id: h for h in self.fleet.hosts_in(self._datacenter_id(request))}
+        fleet, datacenter_id = self._datacenter_id(request)
+        hosts = {host.host_id: host for host in fleet.hosts_in(datacenter_id)}
         return self._objects(request, "hostId", _lookup_at(hosts, request.now_ms))
 
     def vm_ids(self, request: _Request) -> list[int]:
-        vms = self.fleet.vms_in(self._datacenter_id(request), request.now_ms)
-        return [vm.vm_id for vm in vms]
+        fleet, datacenter_id = self._datacenter_id(request)
+        return [vm.vm_id for vm in fleet.vms_in(datacenter_id, request.now_ms)]
 
     def vms(self, request: _Request) -> Any:
+        fleet, datacenter_id = self._datacenter_id(request)
         vms = {
             vm.vm_id: vm
-            for vm in self.fleet.vms_in(self._datacenter_id(request), request.now_ms)
+            for vm in fleet.vms_in(datacenter_id, request.now_ms)
             if not vm.missing_on_get
         }
         return self._objects(request, "vmId", _lookup_at(vms, request.now_ms))
 
     def user_ids(self, request: _Request) -> list[int]:
-        self._service(request)
+        fleet = self._fleet(request)
         # APIv6 documents `name` as a "like" filter. Here it is a case-insensitive substring.
         pattern = (request.query.get("name") or [""])[0].lower()
-        return [user.user_id for user in self.fleet.users if pattern in user.name.lower()]
+        return [user.user_id for user in fleet.users if pattern in user.name.lower()]
 
     def users(self, request: _Request) -> Any:
-        self._service(request)
-        users = {user.user_id: user.api for user in self.fleet.users}
+        users = {user.user_id: user.api for user in self._fleet(request).users}
         return self._objects(request, "userId", users.get)
 
     def metrics_token(self, request: _Request) -> dict[str, str]:
-        self._service(request)
+        fleet = self._fleet(request)
         user_id = _parse_long("userId", request.params["userId"])
-        if all(user.user_id != user_id for user in self.fleet.users):
+        if all(user.user_id != user_id for user in fleet.users):
             raise _not_found("userId", user_id)
+        # NOTE: OVHcloud documents one read token per dedicatedCloud user, and users belong to
+        # one service. Every user of a service gets that service's one token here.
         return {
-            "token": self.credentials.metrics_token,
+            "token": self.metrics_tokens[fleet.service_name],
             "opentsdbEndpoint": self.opentsdb_url,
             # NOTE: the simulator serves no Warp 10 API. The field repeats the OpenTSDB URL so
             # that the object has every field of the schema, and the pipeline never reads it.
