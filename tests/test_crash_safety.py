@@ -25,9 +25,9 @@ import pytest
 from vscope_pipeline.catalog import BUILTIN_METRICS
 from vscope_pipeline.ingest import ingest_range, last_complete_day
 from vscope_pipeline.lake.layout import metric_partition_dir
+from vscope_pipeline.lake.rollup_store import LOCK_FILE
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.staging import remove_abandoned
-from vscope_pipeline.lake.rollup_store import LOCK_FILE
 from vscope_pipeline.lake.writer import TEMPORARY_PREFIX, write_partition
 from vscope_pipeline.simulator.runner import running_simulator
 from vscope_pipeline.warehouse.build import STAGING_PREFIX, build_warehouse
