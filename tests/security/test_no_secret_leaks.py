@@ -371,6 +371,11 @@ PLACEHOLDER = re.compile(r"""^["']?(<[^>]*>|\$\{?\w+\}?|\.\.\.|…|x+)["']?$""")
 
 
 def _looks_like_token(text: str) -> bool:
+    # An API path such as /dedicatedCloud/pcc-1/datacenter/1/vm/42 has short segments, which
+    # a random key of that length does not.
+    segments = text.strip("/").split("/")
+    if len(segments) >= 3 and max(len(segment) for segment in segments) <= 20:
+        return False
     return (
         any(char.isupper() for char in text)
         and any(char.islower() for char in text)
@@ -404,6 +409,7 @@ def test_key_patterns_match_examples() -> None:
         "token: abcDEF123ghiJKL456mnoPQR789\n"
         "OVH_CONSUMER_KEY=<your consumer key> VSCOPE_OPENTSDB_TOKEN=$TOKEN\n"
         "path tests/warehouse/test_bi_connections.py and pcc-203-0-113-10_datacenter1\n"
+        "GET /dedicatedCloud/pcc-1/datacenter/1/vm/42 failed\n"
     )
 
     assert HEX_KEY.findall(text) == [
