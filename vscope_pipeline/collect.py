@@ -3,6 +3,12 @@
 A metric-day partition contains the series of every selected datacenter, so it is written once,
 after all its datacenters are fetched: either the whole day lands or the previous file stays.
 Re-running a day rewrites the same partitions with the same content, which makes it safe.
+
+The partition also contains the series of every dedicatedCloud service, so a write replaces
+only the rows of the services fetched this time and keeps the stored rows of the others. A
+service whose token or inventory failed in this run is not fetched, so its earlier rows stay
+and the day's file never loses them. A service dropped from the selection keeps its stored
+rows too: they are still true for that day.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from vscope_pipeline.lake.staging import PRIVATE_MODES, FileModes
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.opentsdb.client import MetricDayResult
 from vscope_pipeline.opentsdb.results import DecodeStats
+from vscope_pipeline.ovh.errors import OvhRequestError, OvhResponseError
+from vscope_pipeline.ovh.token import TokenError
 from vscope_pipeline.rollups import rollup_table
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,58 @@ class MetricDayFetcher(Protocol):
         day: dt.date,
         expected_entities: Collection[str] = (),
     ) -> MetricDayResult: ...
+
+
+@dataclass(frozen=True)
+class ServiceFailure:
+    """A dedicatedCloud service whose data a run could not fetch.
+
+    `stage` is where it failed (`inventory` or `metrics token`), `reason` the error message.
+    """
+
+    service_name: str
+    stage: str
+    reason: str
+
+
+class ServicesFailedError(RuntimeError):
+    """Some services failed; raised after the data of the other services are stored."""
+
+
+def services_failed_message(failures: Sequence[ServiceFailure], service_count: int) -> str:
+    """Return one message that names each failed service, where it failed and why."""
+    listed = "; ".join(
+        f"{failure.service_name} ({failure.stage}): {failure.reason}" for failure in failures
+    )
+    return (
+        f"{len(failures)} of {service_count} dedicatedCloud service(s) failed, and the data of "
+        f"the other services are stored. Fix the cause, then run the same days again to fill "
+        f"the failed services: {listed}"
+    )
+
+
+def open_service_clients(
+    service_names: Collection[str], client_for: Callable[[str], MetricDayFetcher]
+) -> tuple[dict[str, MetricDayFetcher], list[ServiceFailure]]:
+    """Return the OpenTSDB client of each service that has one, and the services without.
+
+    A service whose token request fails (TokenError, or an APIv6 error or odd response) is
+    returned as a `metrics token` failure, so the other services are still fetched.
+    """
+    clients: dict[str, MetricDayFetcher] = {}
+    failures: list[ServiceFailure] = []
+    for service_name in sorted(service_names):
+        try:
+            clients[service_name] = client_for(service_name)
+        except (TokenError, OvhRequestError, OvhResponseError) as error:
+            log.error(
+                "no OpenTSDB client for dedicatedCloud service %s, so its metrics are not "
+                "fetched and its stored rows are kept: %s",
+                service_name,
+                error,
+            )
+            failures.append(ServiceFailure(service_name, "metrics token", str(error)))
+    return clients, failures
 
 
 @dataclass(frozen=True)
@@ -93,6 +153,8 @@ class MetricDayReport:
     # True when the response had no series although entities were expected, so the partition
     # already stored with rows was kept instead of being replaced by an empty one.
     kept_stored: bool = False
+    # Rows of services not fetched this time, kept from the stored partition.
+    kept_other_service_rows: int = 0
 
     @property
     def series(self) -> int:
@@ -207,6 +269,11 @@ def _write_metric_day(
         )
         return report
 
+    kept = _rows_of_other_services(folder, {target.service_name for target in targets})
+    if kept.num_rows:
+        report.kept_other_service_rows = kept.num_rows
+        # Sorted by service, so a file reads the same whichever services this run fetched.
+        table = pa.concat_tables([table, kept.cast(table.schema)]).sort_by("service_name")
     written = write_partition(table, folder, modes=modes)
     report.file_bytes = written.bytes_written
 
@@ -218,6 +285,24 @@ def _write_metric_day(
         ).bytes_written
     _log_report(report)
     return report
+
+
+def _rows_of_other_services(folder: Path, fetched: Collection[str]) -> pa.Table:
+    """Return the stored rows of `folder` whose service is not in `fetched`, or an empty table."""
+    path = partition_file(folder)
+    try:
+        # The service column alone is cheap to read, and usually shows there is nothing to keep.
+        services = pq.read_table(path, columns=["service_name"]).column("service_name")
+        others = set(services.unique().to_pylist()) - set(fetched)
+        if not others:
+            return METRIC_FILE_SCHEMA.empty_table()
+        return pq.read_table(path, filters=[("service_name", "in", sorted(others))])
+    except FileNotFoundError:
+        return METRIC_FILE_SCHEMA.empty_table()
+    except (OSError, pa.ArrowInvalid) as error:
+        # A file that cannot be read has nothing worth keeping, and the write replaces it.
+        log.warning("stored partition %s cannot be read, so no row of it is kept: %s", path, error)
+        return METRIC_FILE_SCHEMA.empty_table()
 
 
 def _stored_rows(folder: Path) -> int:

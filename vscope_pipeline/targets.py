@@ -22,7 +22,7 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
     """Return one target per datacenter of the latest snapshot, with its expected entities.
 
     Global filers have no datacenter, so they are not expected in any datacenter's series, but
-    a series of theirs under any datacenter is known (`shared_entities`).
+    a series of theirs under any datacenter of their service is known (`shared_entities`).
     """
     latest = latest_inventory_file(data_dir, "datacenters")
     if latest is None:
@@ -40,7 +40,8 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
         )
 
     expected: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    shared: dict[str, set[str]] = defaultdict(set)
+    # Global filers by service, then entity kind.
+    shared: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for kind, (table_name, column) in _ENTITY_COLUMNS.items():
         found = latest_inventory_file(data_dir, table_name)
         if found is None:
@@ -52,7 +53,8 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
             if kind == "vm"
             else [True] * table.num_rows
         )
-        for label, entity, is_running in zip(
+        for service_name, label, entity, is_running in zip(
+            table.column("service_name").to_pylist(),
             table.column("datacenter_label").to_pylist(),
             table.column(column).to_pylist(),
             running,
@@ -61,7 +63,7 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
             if entity is None or not is_running:
                 continue
             if label is None:
-                shared[kind].add(entity)
+                shared[service_name][kind].add(entity)
             else:
                 expected[label][kind].add(entity)
 
@@ -70,7 +72,9 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
             service_name=service_name,
             datacenter_label=label,
             expected_entities={kind: frozenset(names) for kind, names in expected[label].items()},
-            shared_entities={kind: frozenset(names) for kind, names in shared.items()},
+            shared_entities={
+                kind: frozenset(names) for kind, names in shared[service_name].items()
+            },
         )
         for service_name, label in sorted(
             zip(

@@ -3,16 +3,36 @@
 The inventory is live state, so it is not partitioned by day: each materialisation stores the
 snapshot under the UTC day it was taken, by APIv6's clock (`inventory/kind=<kind>/day=<day>/`).
 A second snapshot on the same day replaces the first, so re-runs never duplicate rows.
+
+A service whose walk fails is named in the `failed_services` metadata and logged, and the other
+services' snapshots are still written, so the metric assets run for them (and fail the run at
+its end, naming the service). The new snapshot keeps that service's rows of an earlier snapshot
+of the same day, with their own `snapshot_at`, so the metrics of that day stay attached to an
+inventory and that service's datacenters are still fetched. A service with no earlier snapshot
+that day is absent from the new one.
+When every service fails, nothing is written and the asset fails.
 """
 
 # No `from __future__ import annotations` here: Dagster checks the `context` annotation
 # by identity, which a string annotation fails.
+import logging
+from collections.abc import Collection
+from pathlib import Path
+
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster import AssetExecutionContext
 
+from vscope_pipeline.collect import ServiceFailure, ServicesFailedError, services_failed_message
 from vscope_pipeline.defs.resources import OvhApiResource, VScopeSettingsResource
-from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_partition_dir
+from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_partition_dir, partition_file
 from vscope_pipeline.lake.writer import write_partition
+
+log = logging.getLogger(__name__)
+
+# The metadata key that names the services whose walk failed, with the error of each.
+FAILED_SERVICES_KEY = "failed_services"
 
 _GRAIN = {
     "datacenters": "one row per datacenter",
@@ -22,6 +42,43 @@ _GRAIN = {
 }
 
 INVENTORY_KEYS = {kind: dg.AssetKey(["inventory", kind]) for kind in INVENTORY_KINDS}
+
+
+def inventory_failures(metadata: dict[str, object]) -> list[ServiceFailure]:
+    """Return the failed services that an inventory materialization's metadata names."""
+    found = metadata.get(FAILED_SERVICES_KEY)
+    reasons = found.value if isinstance(found, dg.JsonMetadataValue) else None
+    if not isinstance(reasons, dict):
+        return []
+    return [
+        ServiceFailure(str(name), "inventory", str(reason))
+        for name, reason in sorted(reasons.items())
+    ]
+
+
+def keep_failed_service_rows(
+    table: pa.Table, folder: Path, failed_services: Collection[str]
+) -> tuple[pa.Table, int]:
+    """Add to `table` the rows of `failed_services` stored in `folder`; return it and their count.
+
+    A stored file that is missing, unreadable or of another schema adds nothing.
+    """
+    path = partition_file(folder)
+    if not failed_services or not path.is_file():
+        return table, 0
+    try:
+        kept = pq.read_table(path, filters=[("service_name", "in", sorted(failed_services))])
+        kept = kept.select(table.schema.names).cast(table.schema)
+    except (OSError, KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        log.warning(
+            "earlier snapshot %s cannot be read with the current schema, so no row of the "
+            "failed services %s is kept: %s",
+            path,
+            ", ".join(sorted(failed_services)),
+            error,
+        )
+        return table, 0
+    return pa.concat_tables([table, kept]).sort_by("service_name"), kept.num_rows
 
 
 @dg.multi_asset(
@@ -47,9 +104,18 @@ def inventory_snapshot(
     snapshot_at = ovh_api.server_time()
     day = snapshot_at.date()
     snapshot = ovh_api.snapshot_inventory(snapshot_at)
+    failed = dict(snapshot.failed_services)
+    for service_name, reason in sorted(failed.items()):
+        context.log.error(f"inventory of dedicatedCloud service {service_name} failed: {reason}")
+    if failed and not snapshot.service_names:
+        failures = [
+            ServiceFailure(name, "inventory", reason) for name, reason in sorted(failed.items())
+        ]
+        raise ServicesFailedError(services_failed_message(failures, len(failures)))
 
-    for kind, table in snapshot.tables.items():
+    for kind, fresh in snapshot.tables.items():
         folder = inventory_partition_dir(settings.data_dir, kind, day)
+        table, kept_rows = keep_failed_service_rows(fresh, folder, failed)
         written = write_partition(table, folder, modes=settings.file_modes)
         skipped = snapshot.stats.skipped_not_found.get(kind, ())
         enum_values = snapshot.stats.unknown_enum_values.get(kind, {})
@@ -64,9 +130,11 @@ def inventory_snapshot(
                 "(details in the metadata and the warnings above)"
             )
         context.log.info(
-            "inventory %s: %d rows, %d listed but not found, written to %s",
+            "inventory %s: %d rows (%d of them kept from the failed services' earlier "
+            "snapshot), %d listed but not found, written to %s",
             kind,
             table.num_rows,
+            kept_rows,
             len(skipped),
             folder,
         )
@@ -94,5 +162,7 @@ def inventory_snapshot(
                 "dropped_unknown_fields": dg.MetadataValue.json(
                     dict(snapshot.stats.unknown_fields.get(kind, {}))
                 ),
+                FAILED_SERVICES_KEY: dg.MetadataValue.json(failed),
+                "kept_rows_of_failed_services": kept_rows,
             },
         )

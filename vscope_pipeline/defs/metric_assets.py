@@ -3,16 +3,31 @@
 Each materialisation fetches every catalogue metric of its kind for the days of its partition
 range and replaces the matching `metrics/metric=<name>/day=<day>/` partitions. A run may cover
 several days (see the backfill policy), so a year of backfill is tens of runs, not hundreds.
+
+Services are isolated: a service without a metrics token, or whose inventory walk failed, is
+not fetched and keeps its stored rows (see `collect`), while the others are fetched and stored.
+The asset then records its materialization, with the failed services in the `failed_services`
+metadata, and fails with one message that names each failed service and why.
 """
 
 # No `from __future__ import annotations` here: Dagster checks the `context` annotation
 # by identity, which a string annotation fails.
+from collections.abc import Iterator
+
 import dagster as dg
 from dagster import AssetExecutionContext
 
 from vscope_pipeline.catalog import ENTITY_KINDS, EntityKind, build_catalog, metrics_of_kind
-from vscope_pipeline.collect import MetricDayReport, collect_day, drop_metadata
-from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS
+from vscope_pipeline.collect import (
+    MetricDayReport,
+    ServiceFailure,
+    ServicesFailedError,
+    collect_day,
+    drop_metadata,
+    open_service_clients,
+    services_failed_message,
+)
+from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS, inventory_failures
 from vscope_pipeline.defs.partitions import build_daily_partitions, days_in_window
 from vscope_pipeline.defs.quality_checks import quality_check_results, quality_check_specs
 from vscope_pipeline.defs.resources import OpenTSDBResource, VScopeSettingsResource
@@ -64,6 +79,15 @@ def _entity_gaps(report: MetricDayReport, shown: int = 10) -> str:
     return "".join(parts)
 
 
+def _latest_inventory_failures(context: AssetExecutionContext) -> list[ServiceFailure]:
+    """Return the failed services of the latest inventory snapshot, which the targets come from."""
+    event = context.instance.get_latest_materialization_event(INVENTORY_KEYS["datacenters"])
+    materialization = event.asset_materialization if event is not None else None
+    if materialization is None:
+        return []
+    return inventory_failures(dict(materialization.metadata))
+
+
 def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
     @dg.asset(
         key=metric_asset_key(kind),
@@ -83,19 +107,27 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
         context: AssetExecutionContext,
         vscope_settings: VScopeSettingsResource,
         opentsdb: OpenTSDBResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         settings = vscope_settings.settings
         catalog = metrics_of_kind(build_catalog(settings.extra_metrics), kind)
-        targets = load_targets(settings.data_dir)
+        all_targets = load_targets(settings.data_dir)
         days = days_in_window(context.partition_time_window)
+        services = {target.service_name for target in all_targets}
+        clients, token_failures = open_service_clients(services, opentsdb.client_for)
+        targets = [target for target in all_targets if target.service_name in clients]
+        failures = sorted(
+            [*_latest_inventory_failures(context), *token_failures],
+            key=lambda failure: (failure.service_name, failure.stage),
+        )
         context.log.info(
-            "fetching %d %s metrics for %d day(s) %s..%s over %d datacenter(s)",
+            "fetching %d %s metrics for %d day(s) %s..%s over %d datacenter(s) of %d service(s)",
             len(catalog),
             kind,
             len(days),
             days[0],
             days[-1],
             len(targets),
+            len(clients),
         )
 
         def log_metric(report: MetricDayReport) -> None:
@@ -115,12 +147,13 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
             )
 
         reports: list[MetricDayReport] = []
-        for day in days:
+        # Without a target, collect_day would only rewrite each partition as it is.
+        for day in days if targets else []:
             reports += collect_day(
                 catalog,
                 day,
                 targets,
-                opentsdb.client_for,
+                clients.__getitem__,
                 settings.data_dir,
                 max_workers=settings.opentsdb_tuning.max_concurrency,
                 on_metric_done=log_metric,
@@ -130,7 +163,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
         qualities = measure_days(settings.data_dir, catalog, days)
         missing = sorted({key for report in reports for key in report.missing_entities})
         unexpected = sorted({key for report in reports for key in report.unexpected_entities})
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": sum(r.rows for r in reports),
                 "days": len(days),
@@ -146,6 +179,10 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 "dropped_points": sum(r.dropped_points for r in reports),
                 **drop_metadata(reports),
                 "kept_stored_partitions": sum(r.kept_stored for r in reports),
+                "kept_rows_of_other_services": sum(r.kept_other_service_rows for r in reports),
+                "failed_services": dg.MetadataValue.json(
+                    {f"{f.service_name} ({f.stage})": f.reason for f in failures}
+                ),
                 "bytes_received": sum(r.bytes_received for r in reports),
                 "file_bytes": sum(r.file_bytes for r in reports),
                 "rollup_file_bytes": sum(r.rollup_file_bytes for r in reports),
@@ -158,6 +195,12 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
             },
             check_results=quality_check_results(metric_asset_key(kind), qualities),
         )
+        if failures:
+            # After the materialization above, so the stored services' data are recorded.
+            failed_names = {failure.service_name for failure in failures}
+            raise ServicesFailedError(
+                services_failed_message(failures, len(services | failed_names))
+            )
 
     return _metric_points
 

@@ -20,7 +20,12 @@ from vscope_pipeline.opentsdb.client import OpenTSDBClient
 from vscope_pipeline.ovh.client import build_ovh_client
 from vscope_pipeline.ovh.inventory import InventorySnapshot, snapshot_inventory
 from vscope_pipeline.ovh.server_time import api_server_time
-from vscope_pipeline.ovh.token import MetricsToken, fetch_metrics_token, find_user_id
+from vscope_pipeline.ovh.token import (
+    MetricsToken,
+    TokenError,
+    fetch_metrics_token,
+    find_user_id,
+)
 from vscope_pipeline.secrets import Secret
 from vscope_pipeline.settings import Settings, load_settings
 
@@ -69,8 +74,12 @@ class OvhApiResource(dg.ConfigurableResource):
         return api_server_time(self._ovh_client())
 
     def snapshot_inventory(self, snapshot_at: dt.datetime) -> InventorySnapshot:
+        """Walk the inventory. A service whose walk fails is named in `failed_services`."""
         return snapshot_inventory(
-            self._ovh_client(), self.config.settings.service_names, snapshot_at=snapshot_at
+            self._ovh_client(),
+            self.config.settings.service_names,
+            snapshot_at=snapshot_at,
+            isolate_services=True,
         )
 
     def metrics_token(self, service_name: str) -> MetricsToken:
@@ -88,22 +97,31 @@ class OpenTSDBResource(dg.ConfigurableResource):
 
     ovh_api: OvhApiResource
     _clients: dict[str, OpenTSDBClient] = PrivateAttr(default_factory=dict)
+    _token_errors: dict[str, TokenError] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def client_for(self, service_name: str) -> OpenTSDBClient:
         """Return the client of a service, asking APIv6 for its token the first time.
 
         With VSCOPE_OPENTSDB_URL and VSCOPE_OPENTSDB_TOKEN set, every service uses them and
-        APIv6 is not asked for a token.
+        APIv6 is not asked for a token. A TokenError (missing route, call not granted, unknown
+        user) is raised again for the same service until the run ends, without asking APIv6
+        again, because each metric asset of the run would get the same error.
         """
         with self._lock:
+            if service_name in self._token_errors:
+                raise self._token_errors[service_name]
             if service_name not in self._clients:
                 settings = self.ovh_api.config.settings
                 refresh_token: Callable[[], Secret] | None = None
                 if settings.opentsdb_url and settings.opentsdb_token:
                     url, token = settings.opentsdb_url, settings.opentsdb_token
                 else:
-                    metrics_token = self.ovh_api.metrics_token(service_name)
+                    try:
+                        metrics_token = self.ovh_api.metrics_token(service_name)
+                    except TokenError as error:
+                        self._token_errors[service_name] = error
+                        raise
                     url, token = metrics_token.opentsdb_endpoint, metrics_token.token
 
                     def refresh_token() -> Secret:
@@ -126,6 +144,7 @@ class OpenTSDBResource(dg.ConfigurableResource):
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+        self._token_errors.clear()
 
 
 def _reveal(secret: object) -> str | None:

@@ -10,6 +10,11 @@ Objects come from batch GETs when the API supports them (see `batch.py`), else f
 each. Objects that do not match the documented OVH model are converted under the policy of
 `schemas.py` (unknown enum values kept, invalid optional fields NULL, objects with an invalid
 required field skipped), and every case is counted in `InventoryStats`.
+
+With `isolate_services=True`, a service whose walk fails is left out of the snapshot and
+named in `InventorySnapshot.failed_services` with the error, and the walk goes on with the
+other services. Only a failure of `GET /dedicatedCloud`, which every service needs, still
+stops the walk.
 """
 
 from __future__ import annotations
@@ -94,12 +99,17 @@ class InventoryStats:
 
 @dataclass(frozen=True)
 class InventorySnapshot:
-    """The four inventory tables of one walk, keyed by kind, and the walk's statistics."""
+    """The four inventory tables of one walk, keyed by kind, and the walk's statistics.
+
+    `service_names` are the services whose walk succeeded, and the tables contain only their
+    objects. `failed_services` maps each service whose walk failed to the error message.
+    """
 
     snapshot_at: dt.datetime
     service_names: tuple[str, ...]
     tables: Mapping[InventoryKind, pa.Table]
     stats: InventoryStats
+    failed_services: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass
@@ -111,6 +121,11 @@ class _Collected:
         default_factory=lambda: {kind: [] for kind in INVENTORY_KINDS}
     )
 
+    def add(self, other: _Collected) -> None:
+        for kind in INVENTORY_KINDS:
+            self.objects[kind] += other.objects[kind]
+            self.skipped[kind] += other.skipped[kind]
+
 
 def snapshot_inventory(
     client: ovh.Client | RetryingClient,
@@ -119,6 +134,7 @@ def snapshot_inventory(
     snapshot_at: dt.datetime,
     batch: BatchMode = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    isolate_services: bool = False,
 ) -> InventorySnapshot:
     """Walk the inventory of `service_names` (None: every service the account can read).
 
@@ -129,13 +145,36 @@ def snapshot_inventory(
     service missing from `GET /dedicatedCloud`, and OvhRequestError (OvhRetriesExhaustedError
     after the retries) or OvhResponseError, which name the URL, for a failed call or an
     unexpected response.
+
+    With `isolate_services`, those errors of one service do not raise: the service goes to
+    `failed_services` with the error message, none of its objects enter the tables, and the
+    other services are walked. A failed `GET /dedicatedCloud` still raises.
     """
     reader = ApiReader(client)
     fetcher = ObjectFetcher(reader, mode=batch, batch_size=batch_size)
-    services = _select_services(reader, service_names)
+    failed: dict[str, str] = {}
+    if isolate_services:
+        requested, failed = _select_services_isolated(reader, service_names)
+    else:
+        requested = _select_services(reader, service_names)
     collected = _Collected()
-    for service_name in services:
-        _walk_service(reader, fetcher, service_name, collected)
+    for service_name in requested:
+        service_collected = _Collected()
+        try:
+            _walk_service(reader, fetcher, service_name, service_collected)
+        except (OvhRequestError, OvhResponseError, ServiceNotFoundError) as error:
+            if not isolate_services:
+                raise
+            failed[service_name] = str(error)
+            log.error(
+                "inventory of dedicatedCloud service %s failed, so it is left out of this "
+                "snapshot and the other services are walked: %s",
+                service_name,
+                error,
+            )
+            continue
+        collected.add(service_collected)
+    services = tuple(name for name in requested if name not in failed)
 
     converted = {
         kind: build_inventory_table(kind, collected.objects[kind], snapshot_at=snapshot_at)
@@ -168,6 +207,7 @@ def snapshot_inventory(
         service_names=services,
         tables=MappingProxyType(tables),
         stats=stats,
+        failed_services=MappingProxyType(failed),
     )
 
 
@@ -177,6 +217,15 @@ def _select_services(reader: ApiReader, requested: Sequence[str] | None) -> tupl
         if not visible:
             log.warning("the OVH account has no dedicatedCloud service: the snapshot is empty")
         return tuple(sorted(visible))
+    services = _requested_services(requested)
+    unseen = [name for name in services if name not in visible]
+    if unseen:
+        raise _service_not_found(unseen, visible)
+    return services
+
+
+def _requested_services(requested: Sequence[str]) -> tuple[str, ...]:
+    """Return the requested names without repeats, or raise for an argument of the wrong kind."""
     if isinstance(requested, str):
         raise TypeError(
             f"service_names must be a sequence of names, not the string {requested!r}: "
@@ -186,11 +235,24 @@ def _select_services(reader: ApiReader, requested: Sequence[str] | None) -> tupl
         raise ValueError(
             "service_names is empty: pass None to snapshot every service the account can access"
         )
-    services = tuple(dict.fromkeys(requested))
-    unseen = [name for name in services if name not in visible]
-    if unseen:
-        raise _service_not_found(unseen, visible)
-    return services
+    return tuple(dict.fromkeys(requested))
+
+
+def _select_services_isolated(
+    reader: ApiReader, requested: Sequence[str] | None
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Return the services to walk and, by name, the requested ones the account does not see."""
+    if requested is None:
+        return _select_services(reader, None), {}
+    services = _requested_services(requested)
+    visible = reader.get_list("/dedicatedCloud", str)
+    failed: dict[str, str] = {}
+    for name in services:
+        if name not in visible:
+            reason = str(_service_not_found([name], visible))
+            failed[name] = reason
+            log.error("dedicatedCloud service %s is left out of the snapshot: %s", name, reason)
+    return tuple(name for name in services if name in visible), failed
 
 
 def _service_not_found(unseen: Sequence[str], visible: Sequence[str]) -> ServiceNotFoundError:

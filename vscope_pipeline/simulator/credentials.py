@@ -75,8 +75,8 @@ class SimulatorCredentials:
         """Return the metrics token of each service, by service name.
 
         The first service gets `metrics_token`, so a one-service simulator keeps its token.
-        Each other service gets an HMAC-SHA256 of its name keyed with `metrics_token`: distinct
-        per service, fixed for the demo values and random for generated credentials.
+        Each other service gets an HMAC-SHA256 of its name keyed with `metrics_token`, which
+        differs per service, stays fixed for the demo values and is random for generated ones.
         """
         tokens: dict[str, str] = {}
         for index, service_name in enumerate(service_names):
