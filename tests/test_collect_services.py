@@ -132,6 +132,19 @@ def test_services_failed_message():
     )
 
 
+def test_services_failed_message_all_failed():
+    failures = [
+        ServiceFailure(SERVICE_B, "inventory", "GET /x failed"),
+        ServiceFailure(SERVICE_B, "metrics token", "no token"),
+    ]
+
+    assert services_failed_message(failures, 1) == (
+        "all 1 dedicatedCloud service(s) failed, so no new data are stored. Fix the cause, "
+        f"then run the same days again: {SERVICE_B} (inventory): GET /x failed; "
+        f"{SERVICE_B} (metrics token): no token"
+    )
+
+
 def test_no_day_lost_across_services(tmp_path):
     """Three runs of one day: both services, then A alone, then B alone."""
     rows_a = _rows("vm", DC_A, ["vm-1", "vm-2"], service=SERVICE_A)

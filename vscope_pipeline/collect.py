@@ -77,12 +77,22 @@ class ServicesFailedError(RuntimeError):
 
 
 def services_failed_message(failures: Sequence[ServiceFailure], service_count: int) -> str:
-    """Return one message that names each failed service, where it failed and why."""
+    """Return one message that names each failed service, where it failed and why.
+
+    `service_count` is the number of services of the run, failed ones included. A service may
+    fail at several stages, and is counted once.
+    """
     listed = "; ".join(
         f"{failure.service_name} ({failure.stage}): {failure.reason}" for failure in failures
     )
+    failed_count = len({failure.service_name for failure in failures})
+    if failed_count >= service_count:
+        return (
+            f"all {failed_count} dedicatedCloud service(s) failed, so no new data are stored. "
+            f"Fix the cause, then run the same days again: {listed}"
+        )
     return (
-        f"{len(failures)} of {service_count} dedicatedCloud service(s) failed, and the data of "
+        f"{failed_count} of {service_count} dedicatedCloud service(s) failed, and the data of "
         f"the other services are stored. Fix the cause, then run the same days again to fill "
         f"the failed services: {listed}"
     )
@@ -357,6 +367,9 @@ def collect_day(
     Every (metric, datacenter) request is queued at once on a bounded pool, and each metric's
     partition is written as soon as its own requests are done. A failed request fails the
     day before the failing metric's partition is touched.
+
+    NOTE: that failure stops every service, not only the one whose request failed. Services
+    are isolated only before this call, when their token or inventory fails.
     """
     reports = []
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="opentsdb") as pool:

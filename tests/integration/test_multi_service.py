@@ -139,14 +139,14 @@ def test_both_services_stored(simulator, run_day, tmp_path):
     assert stored == [(len(BUILTIN_METRICS),)]
 
 
-def _vm_listing_not_granted() -> ForcedApiResponse:
+def _vm_listing_not_granted(service: str = SERVICE_B) -> ForcedApiResponse:
     return ForcedApiResponse(
         403,
         "This call has not been granted",
         "NOT_GRANTED_CALL",
         headers={"X-Ovh-Queryid": QUERY_ID},
         method="GET",
-        path=rf"/dedicatedCloud/{SERVICE_B}/datacenter/\d+/vm",
+        path=rf"/dedicatedCloud/{service}/datacenter/\d+/vm",
     )
 
 
@@ -171,6 +171,26 @@ def test_vm_listing_not_granted(simulator, run_day, tmp_path):
     assert metadata["failed_services"] == {SERVICE_B: WALK_ERROR.split(": ", 1)[1]}
     assert metadata["dagster/row_count"] == 10
     assert metadata["kept_rows_of_failed_services"] == 0
+
+
+def test_every_walk_failed_writes_nothing(simulator, run_day, tmp_path):
+    simulator.ovh_server.server.faults.force(
+        _vm_listing_not_granted(SERVICE_A), _vm_listing_not_granted(SERVICE_B)
+    )
+
+    outcomes = run_day()
+
+    walk_error_a = WALK_ERROR.replace(SERVICE_B, SERVICE_A).replace("1301", "1201")
+    assert [(outcome.success, outcome.error) for outcome in outcomes] == [
+        (
+            False,
+            "inventory_snapshot: vscope_pipeline.collect.ServicesFailedError: all 2 "
+            "dedicatedCloud service(s) failed, so no new data are stored. Fix the cause, then "
+            f"run the same days again: {walk_error_a}; {WALK_ERROR}",
+        )
+    ]
+    assert not (tmp_path / "inventory").exists()
+    assert not metrics_root(tmp_path).exists()
 
 
 def test_failed_walk_keeps_same_day_rows(simulator, run_day, tmp_path):
