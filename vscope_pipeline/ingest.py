@@ -12,20 +12,44 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import yaml
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from vscope_pipeline.settings import load_start_date
+from vscope_pipeline.settings import (
+    PostgresConnection,
+    SettingsError,
+    load_dagster_storage,
+    load_start_date,
+)
 
 log = logging.getLogger(__name__)
 
-_REPO_INSTANCE_FILE = Path(__file__).resolve().parent.parent / "dagster.yaml"
+_REPO_DIR = Path(__file__).resolve().parent.parent
+# The instance file that each VSCOPE_DAGSTER_STORAGE value copies into DAGSTER_HOME.
+INSTANCE_FILES = {
+    "sqlite": _REPO_DIR / "dagster.yaml",
+    "postgres": _REPO_DIR / "dagster.postgres.yaml",
+}
+
+# Seconds to wait for the PostgreSQL server to accept a connection before reporting it down.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 
 
 class IngestRangeError(ValueError):
     """A requested day range that cannot be ingested."""
+
+
+class DagsterStorageUnreachableError(SettingsError):
+    """The PostgreSQL server of the Dagster instance rejected a connection or did not accept one."""
+
+    def __init__(self, message: str) -> None:
+        # Shown as is, without the "invalid configuration" heading, because a server that is
+        # down is a state, not an invalid variable.
+        self.problems = [message]
+        ValueError.__init__(self, message)
 
 
 @dataclass(frozen=True)
@@ -84,15 +108,127 @@ def split_range(first: dt.date, last: dt.date, days_per_run: int) -> list[tuple[
 def ensure_dagster_home(default: Path) -> Path:
     """Point DAGSTER_HOME at a folder with an instance file, creating it when unset.
 
-    The runs of `vscope-pipeline ingest` then show in `dagster dev` and the web UI.
+    VSCOPE_DAGSTER_STORAGE chooses the file copied there: dagster.yaml (SQLite, the default) or
+    dagster.postgres.yaml. For PostgreSQL the server must accept a connection first. Raises
+    SettingsError for a missing or invalid variable or an unreachable server. The runs of
+    `vscope-pipeline ingest` then show in `dagster dev` and the web UI.
     """
+    storage = load_dagster_storage()
+    if storage.postgres is not None:
+        check_postgres_reachable(storage.postgres)
     home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    instance_file = home / "dagster.yaml"
-    if not instance_file.exists() and _REPO_INSTANCE_FILE.exists():
-        shutil.copyfile(_REPO_INSTANCE_FILE, instance_file)
+    install_instance_file(home / "dagster.yaml", storage.kind)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def instance_storage_kind(instance_file: Path) -> str | None:
+    """Return "sqlite" or "postgres" for the storage an instance file sets, None for others.
+
+    A file without a storage section uses Dagster's default, SQLite under DAGSTER_HOME.
+    """
+    try:
+        config = yaml.safe_load(instance_file.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    storage = config.get("storage")
+    if storage is None:
+        # The older per-storage keys name classes this function does not inspect.
+        legacy = {"run_storage", "event_log_storage", "schedule_storage"} & set(config)
+        return None if legacy else "sqlite"
+    if isinstance(storage, dict) and len(storage) == 1:
+        (kind,) = storage
+        return kind if kind in INSTANCE_FILES else None
+    return None
+
+
+def install_instance_file(instance_file: Path, kind: str) -> None:
+    """Copy the repository's instance file for storage `kind` to `instance_file` when needed.
+
+    A file that already sets `kind` is kept as it is, edits included. A file that sets the
+    other storage is replaced, and its text kept beside it as dagster.yaml.previous. A file
+    whose storage cannot be read is kept, with a warning that the setting was not applied.
+    """
+    source = INSTANCE_FILES[kind]
+    if not instance_file.exists():
+        if source.exists():
+            shutil.copyfile(source, instance_file)
+        elif kind != "sqlite":
+            # Without an instance file Dagster falls back to SQLite, which would hide the choice.
+            raise SettingsError(
+                [
+                    f"VSCOPE_DAGSTER_STORAGE={kind} needs the instance file {source}, which is "
+                    f"missing: run from a checkout of the repository, or copy that file from it "
+                    f"to {instance_file}"
+                ]
+            )
+        return
+
+    current = instance_storage_kind(instance_file)
+    if current == kind:
+        return
+    if current is None:
+        log.warning(
+            "%s sets a storage other than sqlite or postgres, or cannot be read: kept as is, "
+            "so VSCOPE_DAGSTER_STORAGE=%s does not apply to it",
+            instance_file,
+            kind,
+        )
+        return
+    if not source.exists():
+        raise SettingsError(
+            [
+                f"VSCOPE_DAGSTER_STORAGE={kind} needs the instance file {source}, which is "
+                f"missing, and {instance_file} sets {current}: run from a checkout of the "
+                "repository"
+            ]
+        )
+    previous = instance_file.with_name(instance_file.name + ".previous")
+    shutil.copyfile(instance_file, previous)
+    shutil.copyfile(source, instance_file)
+    log.warning(
+        "VSCOPE_DAGSTER_STORAGE=%s: replaced the %s instance file %s (old text in %s). The "
+        "run history of the %s storage stays where it was but no longer shows",
+        kind,
+        current,
+        instance_file,
+        previous.name,
+        current,
+    )
+
+
+def check_postgres_reachable(connection: PostgresConnection) -> None:
+    """Open and close one connection to the instance database, or raise a clear error.
+
+    Dagster would otherwise fail later, inside a run or the daemon, with a long traceback.
+    """
+    # Imported here because only the PostgreSQL storage needs the driver.
+    import psycopg2
+
+    try:
+        psycopg2.connect(
+            host=connection.host,
+            port=connection.port,
+            user=connection.user,
+            password=connection.password.reveal(),
+            dbname=connection.database,
+            connect_timeout=POSTGRES_CONNECT_TIMEOUT_SECONDS,
+        ).close()
+    except psycopg2.Error as error:
+        detail = " ".join(str(error).split())
+        password = connection.password.reveal()
+        if password:
+            # Masked in case a driver message ever contains the password.
+            detail = detail.replace(password, "***")
+        raise DagsterStorageUnreachableError(
+            f"VSCOPE_DAGSTER_STORAGE=postgres, but the PostgreSQL database "
+            f"{connection.describe()} cannot be reached. Start the server, or fix "
+            "DAGSTER_PG_HOST, DAGSTER_PG_PORT, DAGSTER_PG_USER, DAGSTER_PG_PASSWORD or "
+            f"DAGSTER_PG_DB. The driver reported: {detail}"
+        ) from None
 
 
 @contextmanager

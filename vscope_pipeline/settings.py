@@ -444,3 +444,105 @@ def load_freshness_hour(environ: Mapping[str, str] | None = None) -> int:
             ]
         )
     return int(text)
+
+
+# Values of VSCOPE_DAGSTER_STORAGE. sqlite keeps the instance in files under DAGSTER_HOME, and
+# postgres keeps it in the database that the DAGSTER_PG_* variables name.
+DAGSTER_STORAGE_KINDS = ("sqlite", "postgres")
+DEFAULT_DAGSTER_STORAGE = "sqlite"
+
+# The variables that dagster.postgres.yaml reads when the instance loads, with what each holds.
+POSTGRES_VARIABLES = {
+    "DAGSTER_PG_HOST": "the server's host name or address",
+    "DAGSTER_PG_PORT": "the server's TCP port, usually 5432",
+    "DAGSTER_PG_USER": "the role Dagster connects as",
+    "DAGSTER_PG_PASSWORD": "that role's password, or an empty value when the server asks none",
+    "DAGSTER_PG_DB": "the database that holds Dagster's tables",
+}
+
+
+@dataclass(frozen=True)
+class PostgresConnection:
+    """Connection settings of the PostgreSQL instance storage, from the DAGSTER_PG_* variables."""
+
+    host: str
+    port: int
+    user: str
+    password: Secret
+    database: str
+
+    def describe(self) -> str:
+        """Return user@host:port/database, for messages: the password is left out."""
+        return f"{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class DagsterStorage:
+    """The Dagster instance storage that VSCOPE_DAGSTER_STORAGE selects."""
+
+    kind: str
+    # Set when kind is "postgres", None for "sqlite".
+    postgres: PostgresConnection | None = None
+
+
+def _load_postgres_connection(
+    environ: Mapping[str, str], problems: list[str]
+) -> PostgresConnection | None:
+    # An empty password is valid (trust or peer authentication), so presence is tested, not
+    # truthiness, and the password is not stripped.
+    unset = False
+    for name, meaning in POSTGRES_VARIABLES.items():
+        if name not in environ:
+            state = "missing"
+        elif name != "DAGSTER_PG_PASSWORD" and not environ[name].strip():
+            state = "empty"
+        else:
+            continue
+        unset = True
+        problems.append(
+            f"{name} is {state} while VSCOPE_DAGSTER_STORAGE=postgres: set it to {meaning}"
+        )
+    if unset:
+        return None
+
+    port_text = environ["DAGSTER_PG_PORT"].strip()
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        problems.append(
+            f"DAGSTER_PG_PORT {port_text!r} is not a TCP port: use a whole number from 1 to "
+            "65535, usually 5432"
+        )
+        return None
+    return PostgresConnection(
+        host=environ["DAGSTER_PG_HOST"].strip(),
+        port=int(port_text),
+        user=environ["DAGSTER_PG_USER"].strip(),
+        password=Secret(environ["DAGSTER_PG_PASSWORD"]),
+        database=environ["DAGSTER_PG_DB"].strip(),
+    )
+
+
+def load_dagster_storage(environ: Mapping[str, str] | None = None) -> DagsterStorage:
+    """Return the instance storage from VSCOPE_DAGSTER_STORAGE (default sqlite).
+
+    For postgres, the DAGSTER_PG_* variables must be set too. Raises SettingsError naming every
+    missing or invalid variable. The message never contains the password.
+    """
+    environ = os.environ if environ is None else environ
+    text = _clean(environ, "VSCOPE_DAGSTER_STORAGE")
+    kind = DEFAULT_DAGSTER_STORAGE if text is None else text.lower()
+    if kind not in DAGSTER_STORAGE_KINDS:
+        raise SettingsError(
+            [
+                f"VSCOPE_DAGSTER_STORAGE {text!r} is invalid: expected sqlite (the default, "
+                "files under DAGSTER_HOME) or postgres (a PostgreSQL database named by the "
+                "DAGSTER_PG_* variables)"
+            ]
+        )
+    if kind == "sqlite":
+        return DagsterStorage(kind)
+
+    problems: list[str] = []
+    connection = _load_postgres_connection(environ, problems)
+    if problems:
+        raise SettingsError(problems)
+    return DagsterStorage(kind, connection)
