@@ -20,9 +20,12 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# VSCOPE_DAGSTER_STORAGE=postgres selects the PostgreSQL instance file (docs/postgres.md).
+INSTANCE_FILE := $(if $(filter postgres,$(VSCOPE_DAGSTER_STORAGE)),dagster.postgres.yaml,dagster.yaml)
+
+$(DAGSTER_HOME)/dagster.yaml: $(INSTANCE_FILE)
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp $(INSTANCE_FILE) $@
 
 lint: venv
 	$(BIN)/ruff check vscope_pipeline tests bench

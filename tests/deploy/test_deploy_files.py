@@ -380,7 +380,7 @@ def test_compose_instance_config_valid(tmp_path, monkeypatch):
         "password": "pg-test-password",
         "db_name": "dagster",
         "params": {},
-        "scheme": "postgresql",
+        "scheme": "postgresql+psycopg2",
     }
 
 
