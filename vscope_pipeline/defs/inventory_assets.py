@@ -31,6 +31,11 @@ from vscope_pipeline.lake.writer import write_partition
 
 log = logging.getLogger(__name__)
 
+# Runs that walk the APIv6 inventory share this Dagster pool, so dagster.yaml bounds how many
+# walk at once. The request rate of all of them together is bounded by a limit shared through
+# files (vscope_pipeline.rate_limit), which applies whatever the pool's limit is.
+OVH_API_POOL = "vscope_ovh_api"
+
 # The metadata key that names the services whose walk failed, with the error of each.
 FAILED_SERVICES_KEY = "failed_services"
 
@@ -93,6 +98,7 @@ def keep_failed_service_rows(
         )
         for kind in INVENTORY_KINDS
     ],
+    pool=OVH_API_POOL,
 )
 def inventory_snapshot(
     context: AssetExecutionContext,

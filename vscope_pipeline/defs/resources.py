@@ -11,20 +11,28 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import dagster as dg
-import ovh
 from pydantic import PrivateAttr
 
-from vscope_pipeline.opentsdb.client import OpenTSDBClient
+from vscope_pipeline.opentsdb.client import OpenTSDBClient, query_url
 from vscope_pipeline.ovh.client import build_ovh_client
 from vscope_pipeline.ovh.inventory import InventorySnapshot, snapshot_inventory
+from vscope_pipeline.ovh.retrying import DEFAULT_BURST, DEFAULT_REQUESTS_PER_SECOND, RetryingClient
 from vscope_pipeline.ovh.server_time import api_server_time
 from vscope_pipeline.ovh.token import (
     MetricsToken,
     TokenError,
     fetch_metrics_token,
     find_user_id,
+)
+from vscope_pipeline.rate_limit import (
+    SharedRateLimiter,
+    default_limits_dir,
+    endpoint_key,
+    limits_folder,
+    shared_limits,
 )
 from vscope_pipeline.secrets import Secret
 from vscope_pipeline.settings import Settings, load_settings
@@ -51,15 +59,19 @@ class VScopeSettingsResource(dg.ConfigurableResource):
 
 
 class OvhApiResource(dg.ConfigurableResource):
-    """OVH APIv6 through the official `ovh` client: inventory snapshots and the vScope token."""
+    """OVH APIv6 through the official `ovh` client: inventory snapshots and the vScope token.
+
+    Every call takes a token of a rate limit shared by all processes that call the same APIv6
+    endpoint (see `vscope_pipeline.rate_limit`), so parallel runs together stay within it.
+    """
 
     config: VScopeSettingsResource
-    _client: ovh.Client | None = PrivateAttr(default=None)
+    _client: RetryingClient | None = PrivateAttr(default=None)
 
-    def _ovh_client(self) -> ovh.Client:
+    def _ovh_client(self) -> RetryingClient:
         if self._client is None:
             credentials = self.config.settings.ovh
-            self._client = build_ovh_client(
+            client = build_ovh_client(
                 credentials.endpoint,
                 application_key=credentials.application_key,
                 application_secret=_reveal(credentials.application_secret),
@@ -67,6 +79,11 @@ class OvhApiResource(dg.ConfigurableResource):
                 client_id=credentials.client_id,
                 client_secret=_reveal(credentials.client_secret),
             )
+            folder = limits_folder(
+                default_limits_dir(), endpoint_key("ovh-api", credentials.endpoint)
+            )
+            limiter = SharedRateLimiter(folder / "rate", DEFAULT_REQUESTS_PER_SECOND, DEFAULT_BURST)
+            self._client = RetryingClient(client, rate_limiter=limiter)
         return self._client
 
     def server_time(self) -> dt.datetime:
@@ -93,7 +110,12 @@ class OvhApiResource(dg.ConfigurableResource):
 
 
 class OpenTSDBResource(dg.ConfigurableResource):
-    """The vScope OpenTSDB endpoint, one client (and HTTP session) per service."""
+    """The vScope OpenTSDB endpoint, one client (and HTTP session) per service.
+
+    VSCOPE_OPENTSDB_MAX_CONCURRENCY and VSCOPE_OPENTSDB_RATE_LIMIT bound the requests of every
+    process on this machine that queries the same endpoint together, not of each run: the
+    clients take slots and tokens shared through files (see `vscope_pipeline.rate_limit`).
+    """
 
     ovh_api: OvhApiResource
     _clients: dict[str, OpenTSDBClient] = PrivateAttr(default_factory=dict)
@@ -129,6 +151,13 @@ class OpenTSDBResource(dg.ConfigurableResource):
 
                 tuning = settings.opentsdb_tuning
                 log.info("OpenTSDB endpoint for %s: %s", service_name, url)
+                # Keyed by host and port, so the services of one endpoint share its limits.
+                limits = shared_limits(
+                    default_limits_dir(),
+                    endpoint_key("opentsdb", urlsplit(query_url(url)).netloc),
+                    max_concurrency=tuning.max_concurrency,
+                    rate=tuning.rate_limit,
+                )
                 self._clients[service_name] = OpenTSDBClient(
                     url,
                     token,
@@ -137,6 +166,7 @@ class OpenTSDBResource(dg.ConfigurableResource):
                     rate_limit=tuning.rate_limit,
                     downsample=tuning.downsample,
                     refresh_token=refresh_token,
+                    shared_limits=limits,
                 )
             return self._clients[service_name]
 

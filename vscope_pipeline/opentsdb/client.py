@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import date
 from types import TracebackType
@@ -48,7 +49,7 @@ from vscope_pipeline.opentsdb.results import (
     MetricDayStats,
     QueryResponse,
 )
-from vscope_pipeline.rate_limit import RateLimiter
+from vscope_pipeline.rate_limit import RateLimiter, SharedLimits
 from vscope_pipeline.retry import (
     RETRY_STATUSES,
     RetriesExhausted,
@@ -132,6 +133,9 @@ class OpenTSDBClient:
       creates and owns one.
     - `sleep` (seconds), `uniform` (a number in [0, 1)) and `clock` (monotonic seconds) exist
       so that tests can observe retry delays and rate-limit waits without waiting.
+    - `shared_limits`, when given, replaces the limits of `max_concurrency` and `rate_limit`
+      with slots and a token bucket shared by every process that uses the same files, so
+      that parallel runs together stay within one limit.
 
     NOTE: requests does not document `Session` as thread-safe. Its urllib3 connection pool
     is, and the only state a response changes is the cookie jar, which the vScope endpoint
@@ -153,6 +157,7 @@ class OpenTSDBClient:
         sleep: Callable[[float], None] = time.sleep,
         uniform: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
+        shared_limits: SharedLimits | None = None,
     ) -> None:
         self._tokens = TokenState(check_token(token, "the OpenTSDB token"), refresh_token)
         if max_concurrency < 1:
@@ -167,11 +172,14 @@ class OpenTSDBClient:
         self._retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self._sleep = sleep
         self._uniform = uniform
+        self._shared_limits = shared_limits
         self._slots = threading.BoundedSemaphore(max_concurrency)
         # The APIv6 client's token bucket has nothing specific to APIv6, so both clients use it.
-        self._rate_limiter = (
+        self._rate_limiter: RateLimiter | None = (
             RateLimiter(rate_limit, clock=clock, sleep=sleep) if rate_limit is not None else None
         )
+        if shared_limits is not None:
+            self._rate_limiter = shared_limits.rate_limiter
         self._downsample: Downsample | None = (
             parse_downsample(downsample) if downsample is not None else None
         )
@@ -358,7 +366,7 @@ class OpenTSDBClient:
 
     def _post_once(self, payload: bytes, description: str) -> QueryResponse:
         auth, generation = self._tokens.current()
-        with self._slots:
+        with self._slot():
             if self._rate_limiter is not None:
                 self._rate_limiter.acquire()
             started = time.perf_counter()
@@ -399,6 +407,12 @@ class OpenTSDBClient:
             location = self._scrub(response.headers.get("Location", "(no Location header)"))
             message = f"redirected to {location}; set the endpoint URL to the final address"
         raise self._error(_error_type(status), description, status, message, None)
+
+    def _slot(self) -> AbstractContextManager[object]:
+        """Return a context manager that occupies one request slot while it runs."""
+        if self._shared_limits is not None:
+            return self._shared_limits.slots.hold()
+        return self._slots
 
     def _post(self, payload: bytes, description: str, auth: TokenAuth) -> requests.Response:
         """Send one POST and read the whole body, turning transport errors into failures."""
