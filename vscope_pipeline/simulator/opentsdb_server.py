@@ -14,8 +14,9 @@ Responses are gzip-compressed when the client accepts gzip. The `arrays` query-s
 switches `dps` to `[ts, value]` pairs. `Faults` injects forced responses, delays, a
 data-point limit, departures from OpenTSDB's grouping and bucket alignment, and connection
 resets in the middle of a body. Its request hook can choose such a fault for each request.
-`counters` records the responses sent. `accept()` and `revoke()` change the accepted tokens
-while the server runs, to test token expiry and rotation.
+`counters` records the responses sent and `request_log` when each query arrived and finished.
+`accept()` and `revoke()` change the accepted tokens while the server runs, to test token
+expiry and rotation.
 
 A token may be scoped to its own series source, as the token of one dedicatedCloud service
 reads only that service's series. NOTE: OVHcloud documents a read token per dedicatedCloud
@@ -54,6 +55,7 @@ from vscope_pipeline.simulator.tsdb_faults import (
     ForcedResponse,
     InjectedFault,
     RequestCounters,
+    RequestLog,
 )
 from vscope_pipeline.simulator.tsdb_query import parse_query_body, plan_query
 
@@ -97,6 +99,7 @@ class OpenTsdbServer(LoopbackHTTPServer):
         self.clock = clock
         self.faults = faults
         self.counters = RequestCounters()
+        self.request_log = RequestLog()
         self.names = NameIndex(source)
         self._scopes = {
             token: (scoped, NameIndex(scoped)) for token, scoped in (scopes or {}).items()
@@ -183,6 +186,8 @@ class _OpenTsdbHandler(QuietHandler):
     server: OpenTsdbServer
     # Whether the request hook chose to cut the response being served (`InjectedFault.cut`).
     _cut_response = False
+    # The status of the last response sent on this connection, for the request log.
+    _sent_status: int | None = None
 
     def do_GET(self) -> None:
         self._handle()
@@ -206,12 +211,17 @@ class _OpenTsdbHandler(QuietHandler):
         self._handle()
 
     def _handle(self) -> None:
+        arrived = self.server.request_log.now()
         # Read the body first, so that the connection stays usable whatever the response.
         body = self.read_body()
         url = urlsplit(self.path)
         path = url.path.rstrip("/")
         if path == "/api/query":
-            self._handle_query(body, parse_qs(url.query, keep_blank_values=True))
+            self._sent_status = None
+            try:
+                self._handle_query(body, parse_qs(url.query, keep_blank_values=True))
+            finally:
+                self.server.request_log.finish(arrived, self._sent_status)
         elif not self._authorized():
             self._send_text(401, "Not authorized")
         elif path == "/api/aggregators":
@@ -365,6 +375,7 @@ class _OpenTsdbHandler(QuietHandler):
             body = gzip.compress(body, compresslevel=_GZIP_LEVEL, mtime=0)
             headers["Content-Encoding"] = "gzip"
         self.server.counters.record(status, points)
+        self._sent_status = status
         try:
             query = self.path.startswith("/api/query")
             if query and (self._cut_response or self.server.faults.take_cut()):

@@ -7,12 +7,13 @@ response or only large ones. A data-point limit makes large sub-queries fail wit
 buckets to the query end as OVH's proxy does, and cut responses short: the headers and half
 of the body are sent, then the connection is reset. A `request_hook` chooses a fault for each
 request from its body, as the seeded chaos of a soak test does. `RequestCounters` records the
-responses the server sent.
+responses the server sent, and `RequestLog` when each `/api/query` request arrived and finished.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -158,3 +159,46 @@ class RequestCounters:
     def snapshot(self) -> CounterSnapshot:
         with self._lock:
             return CounterSnapshot(self._requests, dict(self._by_status), self._points)
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One `/api/query` request as the server saw it, in seconds of the log's clock."""
+
+    # When the server had read the request line and headers, before the body.
+    arrived: float
+    # When the server had sent the whole response, or found the client gone.
+    finished: float
+    # The status sent, or None when the handler failed before sending one.
+    status: int | None
+
+
+class RequestLog:
+    """Thread-safe log of the `/api/query` requests a server handled, in order of finish.
+
+    `clock` returns seconds; the default, `time.monotonic`, is comparable across the
+    processes of one machine on Linux and macOS.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: list[LoggedRequest] = []
+
+    def now(self) -> float:
+        """Return the log clock's reading, to pass as `arrived` to `finish`."""
+        return self._clock()
+
+    def finish(self, arrived: float, status: int | None) -> None:
+        """Record a request that arrived at `arrived` and finishes now."""
+        entry = LoggedRequest(arrived, self._clock(), status)
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self) -> tuple[LoggedRequest, ...]:
+        with self._lock:
+            return tuple(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
