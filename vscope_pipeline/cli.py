@@ -143,6 +143,7 @@ def _run_ingest(
     """
     import dagster as dg
 
+    from vscope_pipeline.check_summary import summarize_checks
     from vscope_pipeline.ingest import (
         IngestRangeError,
         ensure_dagster_home,
@@ -170,11 +171,12 @@ def _run_ingest(
             print(f"error: {error}", file=sys.stderr)
             return 2, settings.duckdb_path
 
-    for outcome in outcomes:
-        status = "succeeded" if outcome.success else "FAILED"
-        print(f"run {outcome.run_id} {outcome.first_day}..{outcome.last_day}: {status}")
-        if outcome.error:
-            print(f"  {outcome.error}", file=sys.stderr)
+        for outcome in outcomes:
+            status = "succeeded" if outcome.success else "FAILED"
+            print(f"run {outcome.run_id} {outcome.first_day}..{outcome.last_day}: {status}")
+            print(f"  {summarize_checks(instance, outcome.run_id).describe()}")
+            if outcome.error:
+                print(f"  {outcome.error}", file=sys.stderr)
     failed = any(not outcome.success for outcome in outcomes)
     return (1 if failed else 0), settings.duckdb_path
 

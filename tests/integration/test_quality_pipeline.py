@@ -13,6 +13,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from vscope_pipeline.check_summary import summarize_checks
 from vscope_pipeline.ingest import RunOutcome, ingest_range, last_complete_day
 from vscope_pipeline.lake.layout import metric_partition_dir, partition_file
 from vscope_pipeline.simulator.runner import running_simulator
@@ -126,3 +127,23 @@ def test_empty_new_day_fails_the_run(outage):
 
 def test_failed_run_keeps_previous_warehouse(outage):
     assert outage["warehouse_same"]
+
+
+def test_summary_of_failed_run_names_errors(outage):
+    summary = summarize_checks(outage["instance"], outage["failed"].run_id)
+    assert summary.errors == {
+        "partitions_complete": ["filer_metric_points", "host_metric_points", "vm_metric_points"]
+    }
+    assert "series_in_inventory" not in summary.errors
+    assert summary.describe().endswith(
+        "3 errors: partitions_complete (filer_metric_points, host_metric_points, vm_metric_points)"
+    )
+
+
+def test_summary_of_healthy_run_counts_checks(outage):
+    summary = summarize_checks(outage["instance"], outage["healthy"].run_id)
+    failed = sum(len(assets) for assets in summary.warnings.values())
+    # 5 checks on each of 3 metric assets and 3 on the warehouse.
+    assert summary.passed + failed == 18
+    assert summary.errors == {}
+    assert summary.warnings["series_in_inventory"] == ["vm_metric_points"]
