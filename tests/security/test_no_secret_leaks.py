@@ -286,7 +286,9 @@ def test_command_outcome(runs: dict[str, CommandRun], name: str) -> None:
     run = runs[name]
     if name == "success":
         assert run.returncode == 0, run.stderr[-3000:]
-        assert run.stdout.rstrip().endswith("succeeded")
+        run_line, checks_line = run.stdout.rstrip().splitlines()[-2:]
+        assert run_line.endswith("succeeded")
+        assert checks_line.startswith("  checks: ")
         assert (run.data_dir / "vscope.duckdb").is_file()
     else:
         assert run.returncode == 1, run.stderr[-3000:]
