@@ -14,7 +14,6 @@ not the responses as received. Each metric-day gets one `PartitionQuality`:
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +22,16 @@ import duckdb
 import pyarrow.parquet as pq
 
 from vscope_pipeline.catalog import EntityKind, MetricSpec
-from vscope_pipeline.lake.layout import inventory_kind_dir, metric_partition_dir, partition_file
+from vscope_pipeline.lake.layout import (
+    inventory_days,
+    inventory_kind_dir,
+    metric_partition_dir,
+    partition_file,
+)
+from vscope_pipeline.targets import ENTITY_COLUMNS
 
 # A step longer than this many times the usual step of the metric-day counts as a gap.
 GAP_FACTOR = 2
-
-_DAY_FOLDER = re.compile(r"day=(\d{4}-\d{2}-\d{2})")
-
-# Inventory table, and its column that contains the value of the entity's metric tag.
-_ENTITY_COLUMNS: dict[EntityKind, tuple[str, str]] = {
-    "vm": ("vms", "mo_ref"),
-    "host": ("hosts", "name"),
-    "filer": ("filers", "name"),
-}
 
 
 @dataclass(frozen=True)
@@ -82,14 +78,7 @@ class PartitionQuality:
 
 def snapshot_day_for(data_dir: Path, table: str, day: dt.date) -> str | None:
     """Return the snapshot day of inventory `table` that describes `day`, or None if none."""
-    folder = inventory_kind_dir(data_dir, table)
-    if not folder.is_dir():
-        return None
-    days = sorted(
-        match.group(1)
-        for child in folder.iterdir()
-        if (match := _DAY_FOLDER.fullmatch(child.name)) and partition_file(child).is_file()
-    )
+    days = inventory_days(data_dir, table)
     if not days:
         return None
     on_or_before = [snapshot for snapshot in days if snapshot <= day.isoformat()]
@@ -98,7 +87,7 @@ def snapshot_day_for(data_dir: Path, table: str, day: dt.date) -> str | None:
 
 def expected_entities(data_dir: Path, kind: EntityKind, day: dt.date) -> ExpectedEntities:
     """Return the entities of `kind` that the inventory snapshot describing `day` lists."""
-    table_name, column = _ENTITY_COLUMNS[kind]
+    table_name, column = ENTITY_COLUMNS[kind]
     snapshot = snapshot_day_for(data_dir, table_name, day)
     if snapshot is None:
         return ExpectedEntities(None, frozenset(), frozenset())

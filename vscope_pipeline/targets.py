@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from vscope_pipeline.catalog import EntityKind
 from vscope_pipeline.collect import DatacenterTarget
 from vscope_pipeline.lake.layout import latest_inventory_file
 
 # Inventory table, and its column that contains the value of the entity's metric tag.
-_ENTITY_COLUMNS = {"vm": ("vms", "mo_ref"), "host": ("hosts", "name"), "filer": ("filers", "name")}
+ENTITY_COLUMNS: dict[EntityKind, tuple[str, str]] = {
+    "vm": ("vms", "mo_ref"),
+    "host": ("hosts", "name"),
+    "filer": ("filers", "name"),
+}
 
 
 class MissingInventoryError(RuntimeError):
@@ -42,7 +47,7 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
     expected: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     # Global filers by service, then entity kind.
     shared: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for kind, (table_name, column) in _ENTITY_COLUMNS.items():
+    for kind, (table_name, column) in ENTITY_COLUMNS.items():
         found = latest_inventory_file(data_dir, table_name)
         if found is None:
             continue

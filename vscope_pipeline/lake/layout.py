@@ -101,15 +101,15 @@ def partition_file(folder: str | os.PathLike[str]) -> Path:
     return Path(folder) / PARTITION_FILE
 
 
-def latest_inventory_file(data_dir: str | os.PathLike[str], kind: str) -> tuple[str, Path] | None:
-    """Return the day (`YYYY-MM-DD`) and file of the newest snapshot of `kind`, or None.
+def inventory_days(data_dir: str | os.PathLike[str], kind: str) -> list[str]:
+    """Return the snapshot days (`YYYY-MM-DD`) of `kind` that have a file, oldest first.
 
     Folders whose name is not a valid `day=<date>` and days without `data.parquet` are
     ignored.
     """
     kind_dir = inventory_kind_dir(data_dir, kind)
     if not kind_dir.is_dir():
-        return None
+        return []
     days: list[str] = []
     for folder in kind_dir.iterdir():
         match = _DAY_FOLDER.fullmatch(folder.name)
@@ -117,10 +117,16 @@ def latest_inventory_file(data_dir: str | os.PathLike[str], kind: str) -> tuple[
             continue
         if (folder / PARTITION_FILE).is_file():
             days.append(match.group(1))
+    return sorted(days)
+
+
+def latest_inventory_file(data_dir: str | os.PathLike[str], kind: str) -> tuple[str, Path] | None:
+    """Return the day (`YYYY-MM-DD`) and file of the newest snapshot of `kind`, or None."""
+    days = inventory_days(data_dir, kind)
     if not days:
         return None
-    latest = max(days)
-    return latest, kind_dir / f"day={latest}" / PARTITION_FILE
+    latest = days[-1]
+    return latest, inventory_kind_dir(data_dir, kind) / f"day={latest}" / PARTITION_FILE
 
 
 def _day_text(day: date) -> str:
