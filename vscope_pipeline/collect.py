@@ -268,7 +268,7 @@ def _write_metric_day(
     folder = metric_partition_dir(data_dir, spec.name, day)
     if table.num_rows == 0 and expected_keys and _stored_rows(folder) > 0:
         # An empty response for a day already stored is an outage of the source, not a day
-        # without data, so the stored points stay and the report says so.
+        # without data, so the stored points stay and the report records it.
         report.kept_stored = True
         log.warning(
             "%s %s: no series received although %d entities were expected; the stored "

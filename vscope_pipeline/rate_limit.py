@@ -12,7 +12,7 @@ limit, whatever the number of runs or of Dagster pool slots.
   and macOS counts from boot for every process alike, so processes can compare their readings.
 - `SharedSlots` bounds the requests in flight with N lock files `slot-<i>.lock`: a request
   holds one, taken with a non-blocking exclusive flock. The kernel releases a lock when its
-  process dies, so a crashed run never leaks a slot.
+  process dies, so a crashed run does not keep its slot.
 
 flock locks belong to an open file description, so threads of one process that each open the
 file also exclude one another. The limits are advisory: a process that does not use them is

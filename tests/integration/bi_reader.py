@@ -5,7 +5,7 @@
 `hold` keeps one connection open for the whole loop, as a dashboard with a connection pool does.
 `reconnect` opens a new connection for every round, as a tool without a pool does. Each round
 appends one JSON line to ROUNDS_FILE: the number of metrics in `metric_catalog` (a table, so it
-tells which database file the connection reads) and the rows per metric partition read through
+shows which database file the connection reads) and the rows per metric partition read through
 the `metric_points` view. The reader prints "ready" on stdout once its first round has run. Any
 error ends the loop with exit status 1 and the error on stderr.
 """

@@ -1,8 +1,8 @@
 """Data-quality checks through Dagster runs on the simulator: a defect fails the run.
 
 OpenTSDB returns an empty array for every query, as an outage behind a proxy might. A day
-already stored keeps its points and the run succeeds; a day never stored gets empty partitions,
-the blocking `partitions_complete` check fails with ERROR, the run fails, and the warehouse
+already stored keeps its points and the run succeeds. A day never stored gets empty partitions,
+so the blocking `partitions_complete` check fails with ERROR, the run fails, and the warehouse
 keeps its previous file.
 """
 

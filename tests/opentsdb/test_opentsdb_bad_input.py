@@ -223,7 +223,7 @@ def test_invalid_last_duplicate_keeps_earlier() -> None:
 
 
 def test_duplicate_json_keys_keep_last() -> None:
-    # JSON parsers keep the last of repeated keys, so the decoder never sees the first one.
+    # JSON parsers keep the last of repeated keys, so the first one never reaches the decoder.
     rows, stats = _decode(_raw_series("vm-1", f'{{"{T0}":1,"{T0}":2}}'))
 
     assert rows == [("vm-1", None, T0, 2.0)]

@@ -1,7 +1,7 @@
 """Modes of lake and warehouse files: private by default, group-readable on request.
 
-Each test runs under umask 0, the loosest, so the modes seen are the ones the pipeline asks
-for. No mode ever lets other users read, write or list anything.
+Each test runs under umask 0, the loosest, so the modes seen are the ones the pipeline
+requests. No mode ever lets other users read, write or list anything.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Superset and other SQLAlchemy-based tools open the warehouse this way. The tests check that the
 documented settings give a read-only connection, that queries on the views return rows, and when a
-connection sees new data: a new day partition at once, a rebuilt file only on a new connection.
+connection reads new data: a new day partition at once, a rebuilt file only on a new connection.
 """
 
 import datetime as dt

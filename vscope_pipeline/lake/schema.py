@@ -34,7 +34,7 @@ ROLLUP_FILE_SCHEMA = pa.schema(
         pa.field("min", pa.float64(), nullable=False),
         pa.field("max", pa.float64(), nullable=False),
         pa.field("p95", pa.float64(), nullable=False),
-        # The UTC day of `bucket`: a rollup file holds a whole month, and readers filter on it.
+        # The UTC day of `bucket`: a rollup file contains a whole month, and readers filter on it.
         pa.field("day", pa.date32(), nullable=False),
     ]
 )

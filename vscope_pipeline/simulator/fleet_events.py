@@ -54,7 +54,7 @@ MIN_VM_COUNT = 6
 @dataclass(frozen=True)
 class ObjectChange:
     """A dated change of one APIv6 object: from `at_ms` (epoch milliseconds) on, the values of
-    `fields` replace the object's own. `summary` says what changed, for logs and test output."""
+    `fields` replace the object's own. `summary` describes the change, for logs and test output."""
 
     at_ms: int
     summary: str
