@@ -480,6 +480,39 @@ def test_access_rules_deny_ungranted_call(fleet: Fleet) -> None:
     assert message(raised.value) == "This call has not been granted"
 
 
+def test_current_credential_lists_rules(fleet: Fleet) -> None:
+    # A key without any rule on /auth still reads its own credential.
+    narrow = dataclasses.replace(
+        CREDENTIALS,
+        access_rules=(
+            AccessRule("GET", "/dedicatedCloud"),
+            AccessRule("POST", "/dedicatedCloud/*"),
+        ),
+    )
+    with running_api(fleet, credentials=narrow) as server:
+        credential = make_client(server, narrow).get("/auth/currentCredential")
+    assert credential == {
+        "credentialId": 424242,
+        "applicationId": 4242,
+        "status": "validated",
+        "rules": [
+            {"method": "GET", "path": "/dedicatedCloud"},
+            {"method": "POST", "path": "/dedicatedCloud/*"},
+        ],
+        "creation": "2025-02-08T06:00:00+00:00",
+        "expiration": None,
+        "lastUse": "2025-03-10T06:00:00+00:00",
+        "ovhSupport": False,
+        "allowedIPs": None,
+    }
+
+
+def test_current_credential_rejects_anonymous(api: OvhApiServer) -> None:
+    response = requests.get(f"{api.url}/1.0/auth/currentCredential", timeout=5)
+    assert response.status_code == 403
+    assert response.json()["errorCode"] == "INVALID_KEY"
+
+
 def test_access_rule_path_is_exact_without_star(fleet: Fleet) -> None:
     narrow = dataclasses.replace(
         CREDENTIALS,

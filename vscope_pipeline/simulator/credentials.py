@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
-import re
 import secrets
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from vscope_pipeline.ovh.access_rules import rule_allows
 
 # Application keys are 16 alphanumeric characters, application secrets and consumer keys 32,
 # as in the python-ovh 1.2.0 signature test vector.
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE")
+
+# Age of the simulated consumer key, as `GET /auth/currentCredential` reports its creation.
+CREDENTIAL_AGE = dt.timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -42,10 +48,7 @@ class AccessRule:
 
     def grants(self, method: str, path: str) -> bool:
         """Return True when this rule allows `method` on the API path `path` (no query)."""
-        if method != self.method:
-            return False
-        pattern = ".*".join(re.escape(part) for part in self.path.split("*"))
-        return re.fullmatch(pattern, path) is not None
+        return rule_allows(self.method, self.path, method, path)
 
 
 # Every method on every path, as granted by python-ovh's
@@ -66,10 +69,32 @@ class SimulatorCredentials:
     consumer_key: str = field(default="vScopeSimulatorDemoConsumerKey01", repr=False)
     metrics_token: str = field(default="vscope-simulator-demo-metrics-token", repr=False)
     access_rules: tuple[AccessRule, ...] = GRANT_ALL
+    # Ids that `GET /auth/currentCredential` returns for this consumer key and its application.
+    credential_id: int = 424242
+    application_id: int = 4242
 
     def grants(self, method: str, path: str) -> bool:
         """Return True when the consumer key's access rules allow `method` on `path`."""
         return any(rule.grants(method, path) for rule in self.access_rules)
+
+    def api_credential(self, now: float) -> dict[str, Any]:
+        """Return the `auth.ApiCredential` object of the consumer key, as APIv6 describes it.
+
+        The key was created 30 days before `now`, never expires, is used at `now`, and has
+        no IP restriction. Dates are ISO 8601 with a UTC offset.
+        """
+        created = dt.datetime.fromtimestamp(now, dt.UTC) - CREDENTIAL_AGE
+        return {
+            "credentialId": self.credential_id,
+            "applicationId": self.application_id,
+            "status": "validated",
+            "rules": [{"method": rule.method, "path": rule.path} for rule in self.access_rules],
+            "creation": created.replace(microsecond=0).isoformat(),
+            "expiration": None,
+            "lastUse": dt.datetime.fromtimestamp(int(now), dt.UTC).isoformat(),
+            "ovhSupport": False,
+            "allowedIPs": None,
+        }
 
     def service_metrics_tokens(self, service_names: Sequence[str]) -> dict[str, str]:
         """Return the metrics token of each service, by service name.

@@ -5,8 +5,10 @@ metrics token from the token routes, and all of them the same `opentsdbEndpoint`
 
 Routes are served under `/1.0` and under its alias `/v1`. Every route but `GET /auth/time`
 needs a request signed as python-ovh signs it (see `ovh_auth`), and the consumer key's access
-rules must grant it. Responses are JSON and carry an `X-Ovh-Queryid` header. Errors have the
-APIv6 body `{"message", "httpCode", "errorCode"}`:
+rules must grant it, except `GET /auth/currentCredential`, which returns those rules.
+NOTE: that exception assumes APIv6 lets every valid consumer key read its own credential;
+OVH does not document which rule, if any, that call needs. Responses are JSON and carry an
+`X-Ovh-Queryid` header. Errors have the APIv6 body `{"message", "httpCode", "errorCode"}`:
 
 - 404 `Client::NotFound`: "This service does not exist" for an unknown service, "The requested
   object (vmId = 42) does not exist" for an unknown datacenter, filer, host, VM or user;
@@ -57,6 +59,7 @@ API_PREFIXES = ("/1.0", "/v1")
 TOKEN_ROUTES = ("metricsToken", "getVscopeMetricsToken")
 NO_ROUTE = "(no route)"
 INVALID_URL_MESSAGE = "Got an invalid (or empty) URL"
+CURRENT_CREDENTIAL = "/auth/currentCredential"
 
 _DC = "/dedicatedCloud/{serviceName}"
 _DATACENTER = _DC + "/datacenter/{datacenterId}"
@@ -246,6 +249,7 @@ class _Api:
         self.counters = RequestCounters()
         routes: list[tuple[str, str, Handler, bool]] = [
             ("GET", "/auth/time", self.auth_time, False),
+            ("GET", CURRENT_CREDENTIAL, self.current_credential, True),
             ("GET", "/dedicatedCloud", self.services, True),
             ("GET", _DC, self.service, True),
             ("GET", _DC + "/datacenter", self.datacenter_ids, True),
@@ -340,6 +344,9 @@ class _Api:
 
     def auth_time(self, request: _Request) -> int:
         return int(request.now)
+
+    def current_credential(self, request: _Request) -> dict[str, Any]:
+        return self.credentials.api_credential(request.now)
 
     def services(self, request: _Request) -> list[str]:
         return list(self.fleets)
@@ -460,7 +467,8 @@ class _OvhApiHandler(QuietHandler):
             now = self.api.clock()
             if route.signed:
                 self._check_signature(method, body, now)
-                authorize(self.api.credentials, method, api_path)
+                if route.template != CURRENT_CREDENTIAL:
+                    authorize(self.api.credentials, method, api_path)
             payload = route.handler(_Request(params, parse_qs(url.query), now))
         except ApiFailure as failure:
             if failure.status in (400, 401, 403):
