@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from vscope_pipeline.report.command import add_report_parser, run_report
 from vscope_pipeline.settings import SettingsError, load_data_dir, load_settings
 from vscope_pipeline.textable import format_csv, format_json, format_markdown, format_table
 
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--days", type=_positive, default=2, help="complete days to ingest (default %(default)s)"
     )
+    add_report_parser(commands)
     return parser
 
 
@@ -387,6 +389,7 @@ _COMMANDS = {
     "simulate": _cmd_simulate,
     "demo": _cmd_demo,
     "dev": _cmd_dev,
+    "report": run_report,
 }
 
 

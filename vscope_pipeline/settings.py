@@ -282,6 +282,15 @@ def _load_share_with_group(environ: Mapping[str, str], problems: list[str]) -> b
     return False
 
 
+def load_file_modes(environ: Mapping[str, str] | None = None) -> FileModes:
+    """Return the file and folder modes of VSCOPE_SHARE_WITH_GROUP alone, for the report command."""
+    problems: list[str] = []
+    share = _load_share_with_group(os.environ if environ is None else environ, problems)
+    if problems:
+        raise SettingsError(problems)
+    return file_modes(share)
+
+
 def _load_extra_metrics(environ: Mapping[str, str], problems: list[str]) -> tuple[MetricSpec, ...]:
     text = _clean(environ, "VSCOPE_EXTRA_METRICS")
     if text is None:
