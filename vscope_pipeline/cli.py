@@ -18,8 +18,14 @@ from pathlib import Path
 
 import duckdb
 
+from vscope_pipeline.progress import (
+    DEFAULT_INTERVAL_SECONDS,
+    add_progress_argument,
+    start_progress,
+)
 from vscope_pipeline.report.command import add_report_parser, run_report
 from vscope_pipeline.settings import SettingsError, load_data_dir, load_settings
+from vscope_pipeline.status import STATUS_FORMATS, build_status, render_json, render_table
 from vscope_pipeline.textable import format_csv, format_json, format_markdown, format_table
 
 log = logging.getLogger("vscope_pipeline")
@@ -81,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=7,
         help="days fetched by one Dagster run (default %(default)s)",
     )
+    add_progress_argument(ingest)
 
     sql = commands.add_parser("sql", help="run a read-only SQL query on the DuckDB file")
     sql.add_argument(
@@ -117,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--vm-count", type=_positive, default=60, help="VMs in the fleet (default %(default)s)"
     )
 
+    status = commands.add_parser(
+        "status",
+        help="show the days loaded per service and metric, gaps, the last run and freshness",
+    )
+    status.add_argument(
+        "--format",
+        choices=STATUS_FORMATS,
+        default="table",
+        help="output format: aligned text (default) or one JSON object for scripts",
+    )
+
     dev = commands.add_parser(
         "dev", help="open the Dagster web UI (dagster dev) against the simulator"
     )
@@ -131,12 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--days", type=_positive, default=2, help="complete days to ingest (default %(default)s)"
     )
+    add_progress_argument(demo)
     add_report_parser(commands)
     return parser
 
 
 def _run_ingest(
-    first: dt.date, last: dt.date, *, simulator: bool, days_per_run: int
+    first: dt.date,
+    last: dt.date,
+    *,
+    simulator: bool,
+    days_per_run: int,
+    progress_interval: float = DEFAULT_INTERVAL_SECONDS,
 ) -> tuple[int, Path]:
     """Ingest [first, last]; return the exit status and the DuckDB path.
 
@@ -167,11 +191,22 @@ def _run_ingest(
         settings = load_settings()
         ensure_dagster_home(DEFAULT_DAGSTER_HOME)
         instance = stack.enter_context(dg.DagsterInstance.get())
+        progress = start_progress(first, last, settings, progress_interval)
         try:
-            outcomes = ingest_range(first, last, instance=instance, days_per_run=days_per_run)
+            outcomes = ingest_range(
+                first,
+                last,
+                instance=instance,
+                days_per_run=days_per_run,
+                # On a terminal the progress line replaces the per-metric-day log lines.
+                log_level="WARNING" if progress.terminal else "INFO",
+                on_event=progress.on_event,
+            )
         except IngestRangeError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2, settings.duckdb_path
+        finally:
+            progress.finish()
 
         for outcome in outcomes:
             status = "succeeded" if outcome.success else "FAILED"
@@ -199,7 +234,11 @@ def _start_simulator(stack: ExitStack) -> None:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     code, _ = _run_ingest(
-        args.first, args.last, simulator=args.simulator, days_per_run=args.days_per_run
+        args.first,
+        args.last,
+        simulator=args.simulator,
+        days_per_run=args.days_per_run,
+        progress_interval=args.progress_interval,
     )
     return code
 
@@ -210,7 +249,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     last = last_complete_day()
     first = last - dt.timedelta(days=args.days - 1)
-    code, database = _run_ingest(first, last, simulator=True, days_per_run=args.days)
+    code, database = _run_ingest(
+        first,
+        last,
+        simulator=True,
+        days_per_run=args.days,
+        progress_interval=args.progress_interval,
+    )
     if code == 0:
         print()
         print(render_summary(database))
@@ -383,8 +428,23 @@ def _wait_for_dagster_dev(child: subprocess.Popen[bytes]) -> int:
     return 0 if stop_requested else child.returncode
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from vscope_pipeline.settings import load_freshness_hour, load_start_date
+
+    status = build_status(
+        load_data_dir(),
+        Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve(),
+        start_date=load_start_date(),
+        freshness_hour=load_freshness_hour(),
+        now=dt.datetime.now(dt.UTC),
+    )
+    print(render_json(status) if args.format == "json" else render_table(status))
+    return 0
+
+
 _COMMANDS = {
     "ingest": _cmd_ingest,
+    "status": _cmd_status,
     "sql": _cmd_sql,
     "simulate": _cmd_simulate,
     "demo": _cmd_demo,

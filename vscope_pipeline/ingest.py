@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from dagster._core.utils import make_new_run_id
 
 from vscope_pipeline.settings import (
     PostgresConnection,
@@ -253,11 +254,13 @@ def ingest_range(
     instance: dg.DagsterInstance,
     days_per_run: int,
     log_level: str = "INFO",
+    on_event: Callable[[dg.EventLogEntry], None] | None = None,
 ) -> list[RunOutcome]:
     """Run the ingestion job on [first, last], `days_per_run` days per Dagster run.
 
     Stops at the first failed run: the days before it are stored, the failed chunk keeps its
-    previous partitions, and the days after it are left for a re-run.
+    previous partitions, and the days after it are left for a re-run. `on_event` receives
+    every event of every run as the instance stores it, in the thread that logged it.
     """
     # Imported here so that VSCOPE_START_DATE, which shapes the partitions, is read after the
     # caller has set the environment.
@@ -269,8 +272,12 @@ def ingest_range(
     outcomes = []
     for chunk_first, chunk_last in split_range(first, last, days_per_run):
         log.info("ingesting %s..%s", chunk_first, chunk_last)
+        run_id = make_new_run_id()
+        if on_event is not None:
+            instance.add_event_listener(run_id, on_event)
         result = job.execute_in_process(
             instance=instance,
+            run_id=run_id,
             tags={
                 ASSET_PARTITION_RANGE_START_TAG: chunk_first.isoformat(),
                 ASSET_PARTITION_RANGE_END_TAG: chunk_last.isoformat(),

@@ -131,6 +131,8 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
         )
 
         def log_metric(report: MetricDayReport) -> None:
+            # `vscope-pipeline ingest` counts these lines for its progress: keep the start of
+            # the message in step with progress.METRIC_DAY_LINE.
             context.log.info(
                 "%s %s: %d/%d entities, %d series, %d rows, %d request(s), %d retries, "
                 "dropped: %s%s",
