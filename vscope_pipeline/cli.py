@@ -135,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format: aligned text (default) or one JSON object for scripts",
     )
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the settings, clock, access rules, metrics token and OpenTSDB endpoint",
+    )
+    doctor.add_argument(
+        "--simulator",
+        action="store_true",
+        help="check against the embedded simulator on 127.0.0.1 instead of OVHcloud",
+    )
+
     dev = commands.add_parser(
         "dev", help="open the Dagster web UI (dagster dev) against the simulator"
     )
@@ -442,9 +452,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from vscope_pipeline.doctor import run_doctor
+
+    with ExitStack() as stack:
+        if args.simulator:
+            _start_simulator(stack)
+        return run_doctor(sys.stdout)
+
+
 _COMMANDS = {
     "ingest": _cmd_ingest,
     "status": _cmd_status,
+    "doctor": _cmd_doctor,
     "sql": _cmd_sql,
     "simulate": _cmd_simulate,
     "demo": _cmd_demo,

@@ -86,6 +86,10 @@ class OvhApiResource(dg.ConfigurableResource):
             self._client = RetryingClient(client, rate_limiter=limiter)
         return self._client
 
+    def api_client(self) -> RetryingClient:
+        """Return the signed, rate-limited APIv6 client, created on the first call."""
+        return self._ovh_client()
+
     def server_time(self) -> dt.datetime:
         """Return APIv6's current time (UTC, whole seconds), which dates an inventory snapshot."""
         return api_server_time(self._ovh_client())
@@ -171,6 +175,10 @@ class OpenTSDBResource(dg.ConfigurableResource):
             return self._clients[service_name]
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close_clients()
+
+    def close_clients(self) -> None:
+        """Close every client's HTTP session and forget the clients and token errors."""
         for client in self._clients.values():
             client.close()
         self._clients.clear()

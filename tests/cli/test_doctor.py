@@ -1,0 +1,146 @@
+"""`vscope-pipeline doctor` against the simulator: passing, and failing for each kind of cause."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vscope_pipeline.cli import main
+from vscope_pipeline.simulator.credentials import AccessRule, SimulatorCredentials
+from vscope_pipeline.simulator.ovh_faults import ForcedApiResponse
+from vscope_pipeline.simulator.runner import RunningSimulator, running_simulator
+
+SERVICE = "pcc-203-0-113-10"
+TOKEN_PATH = r"/dedicatedCloud/[^/]+/user/\d+/(metricsToken|getVscopeMetricsToken)"
+
+
+@contextmanager
+def pointed_at(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **options: Any
+) -> Iterator[RunningSimulator]:
+    """Run a 3-VM simulator with `options` and point the settings at it."""
+    for name in list(os.environ):
+        if name.startswith(("OVH_", "VSCOPE_")):
+            monkeypatch.delenv(name)
+    with running_simulator(vm_count=3, **options) as simulator:
+        for name, value in simulator.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("VSCOPE_DATA_DIR", str(tmp_path / "data"))
+        yield simulator
+
+
+def _output(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    # The query time changes from run to run.
+    return [
+        re.sub(r"in \d+\.\d\d s$", "in N s", line) for line in capsys.readouterr().out.splitlines()
+    ]
+
+
+def test_doctor_passes_on_simulator(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pointed_at(monkeypatch, tmp_path) as simulator:
+        code = main(["doctor"])
+    assert _output(capsys) == [
+        f"OK    configuration: settings loaded: endpoint {simulator.ovh_endpoint}, services: "
+        f"{SERVICE}, user login admin, data folder {tmp_path / 'data'}",
+        "OK    clock: local clock within 1 s of OVH's GET /auth/time",
+        "OK    access rules: consumer key 424242 (expires never) allows every call the "
+        "pipeline makes",
+        f"OK    services: 1 from VSCOPE_SERVICE_NAMES: {SERVICE}",
+        f"OK    metrics token of {SERVICE}: obtained with POST .../metricsToken; OpenTSDB "
+        f"endpoint {simulator.opentsdb_url}",
+        f"OK    OpenTSDB query of {SERVICE}: POST /api/query of vscope.host.cpu.usage.perc over "
+        "the last hour returned 1 series, 1 point(s) in N s",
+        "doctor: 6 OK, 0 warning(s), 0 failure(s)",
+    ]
+    assert code == 0
+
+
+def test_doctor_names_removed_access_rule(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    read_only = dataclasses.replace(
+        SimulatorCredentials(),
+        access_rules=(AccessRule("GET", "/dedicatedCloud"), AccessRule("GET", "/dedicatedCloud/*")),
+    )
+    with pointed_at(monkeypatch, tmp_path, credentials=read_only):
+        code = main(["doctor"])
+    lines = _output(capsys)
+    assert lines[2:4] == [
+        "FAIL  access rules: consumer key 424242 (expires never) misses 1 rule(s): "
+        "POST /dedicatedCloud/*/user/*/metricsToken",
+        "      fix: request a new consumer key whose access rules include "
+        "POST /dedicatedCloud/*/user/*/metricsToken, validate it, and set OVH_CONSUMER_KEY",
+    ]
+    assert lines[5].startswith(
+        f"FAIL  metrics token of {SERVICE}: no vScope metrics token for user 2101 of {SERVICE}: "
+    )
+    assert "Add the access rule POST /dedicatedCloud/*/user/*/metricsToken" in lines[5]
+    assert lines[-1] == "doctor: 3 OK, 0 warning(s), 2 failure(s)"
+    assert code == 1
+
+
+def test_doctor_fails_on_skewed_clock(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pointed_at(monkeypatch, tmp_path, clock=lambda: time.time() + 600):
+        code = main(["doctor"])
+    lines = _output(capsys)
+    # The two clocks are read a moment apart, so the whole seconds may differ by one.
+    assert lines[1] in [
+        f"FAIL  clock: local clock {skew} s behind OVH's GET /auth/time (more than 60 s)"
+        for skew in (600, 601)
+    ]
+    assert lines[2] == (
+        "      fix: synchronise the local clock with NTP (for example `timedatectl set-ntp "
+        "true`, or chrony), then run doctor again"
+    )
+    assert lines[-1] == "doctor: 5 OK, 0 warning(s), 1 failure(s)"
+    assert code == 1
+
+
+def test_doctor_fails_without_token_route(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_found = ForcedApiResponse(
+        404, "Got an invalid (or empty) URL", method="POST", path=TOKEN_PATH
+    )
+    with pointed_at(monkeypatch, tmp_path) as simulator:
+        simulator.ovh_server.server.faults.force(not_found, not_found)
+        code = main(["doctor"])
+    lines = _output(capsys)
+    user = f"/dedicatedCloud/{SERVICE}/user/2101"
+    assert lines[4:6] == [
+        f"FAIL  metrics token of {SERVICE}: no vScope metrics token for user 2101 of {SERVICE}: "
+        f"POST {user}/metricsToken and POST {user}/getVscopeMetricsToken both returned 404 "
+        "(metricsToken: Got an invalid (or empty) URL; getVscopeMetricsToken: Got an invalid "
+        "(or empty) URL), so both routes are missing on this account; set VSCOPE_OPENTSDB_URL "
+        "and VSCOPE_OPENTSDB_TOKEN to use an OpenTSDB endpoint and token directly",
+        "      fix: follow the advice in the message above",
+    ]
+    assert lines[-1] == "doctor: 4 OK, 0 warning(s), 1 failure(s)"
+    assert code == 1
+
+
+def test_doctor_invalid_configuration_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("OVH_", "VSCOPE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("VSCOPE_OPENTSDB_RATE_LIMIT", "fast")
+    code = main(["doctor"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("FAIL  configuration: ")
+    assert "VSCOPE_OPENTSDB_RATE_LIMIT 'fast'" in lines[0]
+    assert lines[-1] == "doctor: the configuration is invalid, so no request was sent"
+    assert code == 2

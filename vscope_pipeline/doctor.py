@@ -1,0 +1,281 @@
+"""`vscope-pipeline doctor`: check settings, clock, access rules, metrics token and OpenTSDB.
+
+Each check prints one line, `OK`, `WARN` or `FAIL`, and a failure prints what to fix on the
+next line. The checks make the calls an ingest makes first, with the same clients and
+settings, and write nothing. They send `GET /auth/time`, `GET /auth/currentCredential` and the
+token POST, which returns the current token and changes nothing. Last comes one OpenTSDB
+query of one metric over the last hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import ovh
+
+from vscope_pipeline.defs.resources import OpenTSDBResource, OvhApiResource, VScopeSettingsResource
+from vscope_pipeline.opentsdb.errors import OpenTSDBError
+from vscope_pipeline.ovh.access_rules import REQUIRED_ACCESS_RULES, missing_access_rules
+from vscope_pipeline.ovh.errors import OvhRequestError, OvhResponseError, request_failed
+from vscope_pipeline.ovh.retrying import RetryingClient
+from vscope_pipeline.ovh.token import TokenError
+from vscope_pipeline.settings import Settings, SettingsError, load_settings
+
+# Clock offsets to OVH's /auth/time, in seconds. python-ovh signs with the server's time
+# whatever the offset, but `ingest` dates "the last complete UTC day" by the local clock, so a
+# clock minutes off can fetch a day that has not ended on OVH's side.
+CLOCK_WARN_SECONDS = 5
+CLOCK_FAIL_SECONDS = 60
+
+# The metric and window of the OpenTSDB probe: one host metric, whole fleet, last hour.
+PROBE_METRIC = "vscope.host.cpu.usage.perc"
+PROBE_WINDOW = dt.timedelta(hours=1)
+
+CURRENT_CREDENTIAL_PATH = "/auth/currentCredential"
+NTP_FIX = (
+    "synchronise the local clock with NTP (for example `timedatectl set-ntp true`, or chrony), "
+    "then run doctor again"
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check: OK, WARN or FAIL, what was found, and the fix of a failure."""
+
+    status: str
+    name: str
+    detail: str
+    fix: str | None = None
+
+    def lines(self) -> list[str]:
+        out = [f"{self.status:<5} {self.name}: {self.detail}"]
+        if self.fix:
+            out.append(f"      fix: {self.fix}")
+        return out
+
+
+def _ok(name: str, detail: str) -> CheckResult:
+    return CheckResult("OK", name, detail)
+
+
+def _warn(name: str, detail: str, fix: str | None = None) -> CheckResult:
+    return CheckResult("WARN", name, detail, fix)
+
+
+def _fail(name: str, detail: str, fix: str | None = None) -> CheckResult:
+    return CheckResult("FAIL", name, detail, fix)
+
+
+def check_configuration() -> tuple[CheckResult, Settings | None]:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        fix = "set the variables named above (the README's Configuration table lists them)"
+        return _fail("configuration", "; ".join(error.problems), fix), None
+    services = ", ".join(settings.service_names) if settings.service_names else "every service"
+    if settings.user_id is not None:
+        user = f"user id {settings.user_id}"
+    else:
+        user = f"user login {settings.user_login}"
+    return _ok(
+        "configuration",
+        f"settings loaded: endpoint {settings.ovh.endpoint}, services: {services}, {user}, "
+        f"data folder {settings.data_dir}",
+    ), settings
+
+
+def check_clock(client: RetryingClient) -> CheckResult:
+    """Compare the local clock with OVH's `GET /auth/time`."""
+    try:
+        offset = client.time_delta()
+    except (ovh.APIError, OvhRequestError) as error:
+        return _fail(
+            "clock",
+            f"GET /auth/time failed: {error}",
+            "check OVH_ENDPOINT and that this machine reaches it (proxy, firewall)",
+        )
+    direction = "behind" if offset > 0 else "ahead of"
+    detail = f"local clock {abs(offset)} s {direction} OVH's GET /auth/time"
+    if offset == 0:
+        detail = "local clock within 1 s of OVH's GET /auth/time"
+    if abs(offset) > CLOCK_FAIL_SECONDS:
+        return _fail("clock", f"{detail} (more than {CLOCK_FAIL_SECONDS} s)", NTP_FIX)
+    if abs(offset) > CLOCK_WARN_SECONDS:
+        return _warn("clock", f"{detail} (more than {CLOCK_WARN_SECONDS} s)", NTP_FIX)
+    return _ok("clock", detail)
+
+
+def check_access_rules(client: RetryingClient, settings: Settings) -> CheckResult:
+    """Check the consumer key's state and rules, from `GET /auth/currentCredential`."""
+    name = "access rules"
+    if settings.ovh.client_id:
+        return _ok(name, "skipped: an OAuth2 service account has IAM policies, not access rules")
+    try:
+        credential = client.get(CURRENT_CREDENTIAL_PATH)
+    except ovh.APIError as error:
+        failure = request_failed("GET", CURRENT_CREDENTIAL_PATH, error)
+        return _fail(name, str(failure), "fix the consumer key or application keys named above")
+    except OvhRequestError as error:
+        return _fail(name, str(error), "check that OVH_ENDPOINT is reachable, then run again")
+    if not isinstance(credential, dict) or not isinstance(credential.get("rules"), list):
+        return _fail(
+            name,
+            f"GET {CURRENT_CREDENTIAL_PATH} returned {str(credential)[:80]!r}, expected an "
+            "auth.ApiCredential object with rules",
+        )
+    key = f"consumer key {credential.get('credentialId')}"
+    status = credential.get("status")
+    if status != "validated":
+        return _fail(
+            name,
+            f"{key} has status {status!r}, expected 'validated'",
+            "validate the consumer key at the validation URL OVH returned when it was "
+            "requested, or request a new one, and set OVH_CONSUMER_KEY",
+        )
+    rules = [
+        (str(rule.get("method")), str(rule.get("path")))
+        for rule in credential["rules"]
+        if isinstance(rule, dict)
+    ]
+    required = list(REQUIRED_ACCESS_RULES)
+    if settings.opentsdb_url and settings.opentsdb_token:
+        # The token is given, so neither token route is called.
+        required = [rule for rule in required if rule.method == "GET"]
+    missing = missing_access_rules(rules, required)
+    needed = [rule for rule in missing if not rule.optional]
+    expiry = credential.get("expiration") or "never"
+    if needed:
+        listed = ", ".join(rule.text for rule in needed)
+        return _fail(
+            name,
+            f"{key} (expires {expiry}) misses {len(needed)} rule(s): {listed}",
+            f"request a new consumer key whose access rules include {listed}, validate it, "
+            "and set OVH_CONSUMER_KEY",
+        )
+    optional = "".join(f"; no {rule.text} (optional fallback)" for rule in missing)
+    return _ok(name, f"{key} (expires {expiry}) allows every call the pipeline makes{optional}")
+
+
+def check_token(api: OvhApiResource, settings: Settings, service: str) -> CheckResult:
+    name = f"metrics token of {service}"
+    if settings.opentsdb_url and settings.opentsdb_token:
+        return _ok(name, "skipped: VSCOPE_OPENTSDB_URL and VSCOPE_OPENTSDB_TOKEN are set")
+    try:
+        token = api.metrics_token(service)
+    except (TokenError, OvhRequestError, OvhResponseError) as error:
+        return _fail(name, str(error), _token_fix(error))
+    return _ok(
+        name,
+        f"obtained with POST .../{token.route}; OpenTSDB endpoint {token.opentsdb_endpoint}",
+    )
+
+
+def _token_fix(error: Exception) -> str:
+    if isinstance(error, TokenError):
+        return "follow the advice in the message above"
+    return "check the service name in VSCOPE_SERVICE_NAMES and the user in VSCOPE_USER_LOGIN"
+
+
+def check_opentsdb(
+    opentsdb: OpenTSDBResource, service: str, now: Callable[[], float] = time.time
+) -> CheckResult:
+    """Send one small query: one metric over the last hour, downsampled to one point."""
+    name = f"OpenTSDB query of {service}"
+    end_ms = int(now()) * 1000
+    body = {
+        "start": end_ms - int(PROBE_WINDOW.total_seconds() * 1000),
+        "end": end_ms,
+        "queries": [{"metric": PROBE_METRIC, "aggregator": "max", "downsample": "1h-max"}],
+    }
+    try:
+        client = opentsdb.client_for(service)
+        started = time.monotonic()
+        response = client.query(body)
+        seconds = time.monotonic() - started
+    except (TokenError, OvhRequestError, OvhResponseError) as error:
+        return _fail(name, f"no client: {error}", "fix the metrics token check first")
+    except OpenTSDBError as error:
+        return _fail(name, str(error), "check the OpenTSDB endpoint and token named above")
+    series: Any = json.loads(response.content or b"[]")
+    points = sum(len(item.get("dps") or {}) for item in series if isinstance(item, dict))
+    detail = (
+        f"POST /api/query of {PROBE_METRIC} over the last hour returned {len(series)} "
+        f"series, {points} point(s) in {seconds:.2f} s"
+    )
+    if not points:
+        return _warn(
+            name,
+            detail,
+            "the token reads no recent host CPU point: check that VSCOPE_USER_LOGIN is a user "
+            "of this service and that vScope shows graphs",
+        )
+    return _ok(name, detail)
+
+
+def _service_names(client: RetryingClient, settings: Settings) -> tuple[list[str], CheckResult]:
+    if settings.service_names:
+        names = list(settings.service_names)
+        return names, _ok("services", f"{len(names)} from VSCOPE_SERVICE_NAMES: {', '.join(names)}")
+    try:
+        listed = client.get("/dedicatedCloud")
+    except ovh.APIError as error:
+        failure = request_failed("GET", "/dedicatedCloud", error)
+        return [], _fail("services", str(failure), "fix the access rules named above")
+    except OvhRequestError as error:
+        return [], _fail("services", str(error), "check that OVH_ENDPOINT is reachable")
+    names = [str(name) for name in listed] if isinstance(listed, list) else []
+    if not names:
+        return [], _fail(
+            "services",
+            "GET /dedicatedCloud returned no service",
+            "use the keys of the account that owns the Hosted Private Cloud",
+        )
+    return names, _ok("services", f"{len(names)} seen by the account: {', '.join(names)}")
+
+
+def run_doctor(out: TextIO) -> int:
+    """Run every check, print one line each, and return 0, 1 (a check failed) or 2 (settings)."""
+    results: list[CheckResult] = []
+
+    def report(result: CheckResult) -> None:
+        results.append(result)
+        for line in result.lines():
+            print(line, file=out, flush=True)
+
+    configuration, settings = check_configuration()
+    report(configuration)
+    if settings is None:
+        print("doctor: the configuration is invalid, so no request was sent", file=out)
+        return 2
+
+    settings_resource = VScopeSettingsResource()
+    api = OvhApiResource(config=settings_resource)
+    opentsdb = OpenTSDBResource(ovh_api=api)
+    try:
+        client = api.api_client()
+        report(check_clock(client))
+        report(check_access_rules(client, settings))
+        services, listing = _service_names(client, settings)
+        report(listing)
+        for service in services:
+            token = check_token(api, settings, service)
+            report(token)
+            # Without a token there is nothing to query OpenTSDB with.
+            if token.status != "FAIL":
+                report(check_opentsdb(opentsdb, service))
+    finally:
+        opentsdb.close_clients()
+
+    failed = [result for result in results if result.status == "FAIL"]
+    warned = [result for result in results if result.status == "WARN"]
+    print(
+        f"doctor: {len(results) - len(failed) - len(warned)} OK, {len(warned)} warning(s), "
+        f"{len(failed)} failure(s)",
+        file=out,
+    )
+    return 1 if failed else 0
