@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext
 
 from vscope_pipeline.collect import ServiceFailure, ServicesFailedError, services_failed_message
+from vscope_pipeline.defs.ownership import ASSET_OWNERS
 from vscope_pipeline.defs.resources import OvhApiResource, VScopeSettingsResource
 from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_partition_dir, partition_file
 from vscope_pipeline.lake.writer import write_partition
@@ -92,9 +93,12 @@ def keep_failed_service_rows(
         dg.AssetSpec(
             INVENTORY_KEYS[kind],
             group_name="inventory",
-            kinds={"parquet", "ovh"},
+            kinds={"python", "parquet", "ovh"},
+            owners=ASSET_OWNERS,
             description=f"Snapshot of the dedicatedCloud inventory from OVH APIv6: {_GRAIN[kind]}"
-            ", every documented field, stored per snapshot day.",
+            " per snapshot day (UTC, by APIv6's clock), every documented field. Not partitioned: "
+            "each run stores the live inventory under the day it was taken, and the ingestion "
+            "job takes it before the metrics.",
         )
         for kind in INVENTORY_KINDS
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from vscope_pipeline.defs.freshness import FRESHNESS_CHECKS
+from vscope_pipeline.defs.partitions import SCHEDULE_HOUR_UTC, SCHEDULE_MINUTE
 
 INGEST_JOB_NAME = "vscope_ingest"
 
@@ -17,12 +18,10 @@ ingest_job = dg.define_asset_job(
     description="Snapshot the inventory, fetch the metrics of the selected days, rebuild DuckDB.",
 )
 
-# Runs at 01:30 UTC for the day that ended at midnight, leaving vScope time to flush its last
-# points of the day.
 daily_ingest_schedule = dg.build_schedule_from_partitioned_job(
     ingest_job,
     name="vscope_daily_ingest",
-    hour_of_day=1,
-    minute_of_hour=30,
+    hour_of_day=SCHEDULE_HOUR_UTC,
+    minute_of_hour=SCHEDULE_MINUTE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )

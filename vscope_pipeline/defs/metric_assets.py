@@ -28,7 +28,12 @@ from vscope_pipeline.collect import (
     services_failed_message,
 )
 from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS, inventory_failures
-from vscope_pipeline.defs.partitions import build_daily_partitions, days_in_window
+from vscope_pipeline.defs.ownership import ASSET_OWNERS
+from vscope_pipeline.defs.partitions import (
+    build_daily_partitions,
+    days_in_window,
+    partition_policy_text,
+)
 from vscope_pipeline.defs.quality_checks import quality_check_results, quality_check_specs
 from vscope_pipeline.defs.resources import OpenTSDBResource, VScopeSettingsResource
 from vscope_pipeline.quality import measure_days
@@ -94,13 +99,15 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
         partitions_def=DAILY_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_RUN),
         group_name="metrics",
-        kinds={"parquet", "opentsdb"},
+        kinds={"python", "parquet", "opentsdb"},
+        owners=ASSET_OWNERS,
         pool=OPENTSDB_POOL,
         check_specs=quality_check_specs(metric_asset_key(kind)),
         deps=[INVENTORY_KEYS["datacenters"], INVENTORY_KEYS[_ENTITY_TABLE[kind]]],
         description=(
             f"vScope metrics of every {_ENTITY_NAME[kind]} from OpenTSDB: one row per metric, "
-            "series and timestamp, one Parquet partition per metric and UTC day."
+            "series and timestamp, one Parquet partition per metric and UTC day. "
+            + partition_policy_text(DAYS_PER_RUN)
         ),
     )
     def _metric_points(

@@ -8,6 +8,20 @@ import dagster as dg
 
 from vscope_pipeline.settings import load_start_date
 
+# The daily schedule runs at 01:30 UTC for the day that ended at midnight, leaving vScope time
+# to flush its last points of the day.
+SCHEDULE_HOUR_UTC = 1
+SCHEDULE_MINUTE = 30
+
+
+def partition_policy_text(days_per_run: int) -> str:
+    """Return the sentence on schedule and backfills for the descriptions of partitioned assets."""
+    return (
+        f"Daily partitions (UTC days): the schedule `vscope_daily_ingest` fills yesterday's "
+        f"partition at {SCHEDULE_HOUR_UTC:02d}:{SCHEDULE_MINUTE:02d} UTC, and a backfill "
+        f"runs {days_per_run} days per run."
+    )
+
 
 def build_daily_partitions() -> dg.DailyPartitionsDefinition:
     """Return UTC day partitions from VSCOPE_START_DATE to the last complete day.

@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext
 from vscope_pipeline.catalog import ENTITY_KINDS, build_catalog
 from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS
 from vscope_pipeline.defs.metric_assets import metric_asset_key
+from vscope_pipeline.defs.ownership import ASSET_OWNERS
 from vscope_pipeline.defs.resources import VScopeSettingsResource
 from vscope_pipeline.warehouse.build import build_warehouse
 from vscope_pipeline.warehouse.named_views import NAMED_VIEW_SPECS
@@ -29,11 +30,15 @@ UNMATCHED_NAMES_SHOWN = 50
     key=WAREHOUSE_KEY,
     group_name="warehouse",
     kinds={"duckdb"},
+    owners=ASSET_OWNERS,
     deps=[*INVENTORY_KEYS.values(), *(metric_asset_key(kind) for kind in ENTITY_KINDS)],
     description=(
-        "DuckDB file for SQL and BI tools: `metric_points` (a view over the Parquet lake), "
-        "`metric_catalog`, and the latest inventory snapshot as `datacenters`, `filers`, "
-        "`hosts` and `vms`."
+        "DuckDB file for SQL and BI tools, rebuilt whole after every ingestion run: "
+        "`metric_points` (a view over the Parquet lake, one row per metric, series and "
+        "timestamp), the rollup views `metric_hourly` and `metric_daily` (one row per series and "
+        "UTC hour or day), `metric_catalog` (one row per metric), the latest inventory snapshot "
+        "as `datacenters`, `filers`, `hosts` and `vms` (one row per object), and history tables "
+        "(one row per object and version)."
     ),
 )
 def vscope_duckdb(

@@ -29,11 +29,12 @@ class ReportInputError(ValueError):
 
 @dataclass(frozen=True)
 class WrittenReport:
-    """The written file and the figures it shows."""
+    """The written file, the figures it shows and the SVG of each plot with data."""
 
     path: Path
     data: ReportData
     bytes_written: int
+    svgs: dict[str, str]
 
 
 def default_report_path(data_dir: Path, first: dt.date, last: dt.date) -> Path:
@@ -72,8 +73,8 @@ def write_report(
     """
     check_report_input(database, first, last)
     data = read_report_data(database, first, last)
-    page = render_report(data, generated_at or dt.datetime.now(dt.UTC))
-    encoded = page.encode("utf-8")
+    rendered = render_report(data, generated_at or dt.datetime.now(dt.UTC))
+    encoded = rendered.page.encode("utf-8")
     folder = out.parent
     make_dirs(folder, mode=modes.folder)
     prefix = f".{out.name}."
@@ -90,4 +91,4 @@ def write_report(
             temporary.unlink(missing_ok=True)
             raise
     log.info("wrote the report of %s..%s to %s (%d bytes)", first, last, out, len(encoded))
-    return WrittenReport(out, data, len(encoded))
+    return WrittenReport(out, data, len(encoded), rendered.svgs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
 from vscope_pipeline.report import plots
@@ -30,6 +31,12 @@ PLOT_IDS = (
     DATASTORE_PLOT_ID,
     CHANGES_PLOT_ID,
 )
+PLOT_TITLES = {
+    **{ranking.plot_id: ranking.title for ranking in RANKINGS},
+    NIC_PLOT_ID: "Host NIC throughput",
+    DATASTORE_PLOT_ID: "Datastore fill",
+    CHANGES_PLOT_ID: "Inventory changes",
+}
 
 DAYS_TO_FULL_ASSUMPTION = (
     "Days to full assumes that each datastore keeps growing at the rate of a straight line "
@@ -56,8 +63,15 @@ td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
 """
 
 
-def _figure(plot_id: str, svg: str, caption: str, no_data: str | None = None) -> str:
-    """Return a `figure.plot` with its SVG and caption; `no_data` explains an empty plot."""
+def _figure(
+    drawn: dict[str, str], plot_id: str, svg: str, caption: str, no_data: str | None = None
+) -> str:
+    """Return a `figure.plot` with its SVG and caption; `no_data` explains an empty plot.
+
+    The SVG of a plot with data is also stored in `drawn` under `plot_id`.
+    """
+    if not no_data:
+        drawn[plot_id] = svg
     classes = "plot no-data" if no_data else "plot"
     note = f'<p class="no-data">{escape(no_data)}</p>' if no_data else ""
     return (
@@ -122,7 +136,7 @@ def _header(data: ReportData, generated_at: dt.datetime) -> str:
     )
 
 
-def _ranking_section(data: ReportData, ranking: Ranking) -> str:
+def _ranking_section(drawn: dict[str, str], data: ReportData, ranking: Ranking) -> str:
     rows = data.rankings.get(ranking.plot_id, [])
     caption = (
         f"{ranking.title}: the {TOP_COUNT} VMs with the highest {ranking.measure}, "
@@ -131,7 +145,7 @@ def _ranking_section(data: ReportData, ranking: Ranking) -> str:
     if not rows:
         message = f"No data: no VM sent {', '.join(ranking.metrics)} in the period."
         figure = _figure(
-            ranking.plot_id, plots.empty_svg(ranking.plot_id, message), caption, message
+            drawn, ranking.plot_id, plots.empty_svg(ranking.plot_id, message), caption, message
         )
         return f"<div>{figure}</div>"
     svg = plots.ranking_svg(ranking.plot_id, rows, ranking.unit, ranking.measure)
@@ -140,10 +154,10 @@ def _ranking_section(data: ReportData, ranking: Ranking) -> str:
         ["VM", "host", f"#{ranking.unit}"],
         [(row.vm, row.host or "", f"{row.value:.2f}") for row in rows],
     )
-    return f"<div>{_figure(ranking.plot_id, svg, caption)}{table}</div>"
+    return f"<div>{_figure(drawn, ranking.plot_id, svg, caption)}{table}</div>"
 
 
-def _nic_section(data: ReportData) -> str:
+def _nic_section(drawn: dict[str, str], data: ReportData) -> str:
     shown = len(data.hosts)
     caption = (
         f"Host NIC throughput per {data.time_grain}, in MB/s (1 MB = 1000 KB): the {shown} "
@@ -154,8 +168,9 @@ def _nic_section(data: ReportData) -> str:
             "No data: no host NIC sent vscope.host.net.rx or vscope.host.net.tx in the period."
         )
         svg = plots.empty_svg(NIC_PLOT_ID, message)
-        return _figure(NIC_PLOT_ID, svg, caption, message)
+        return _figure(drawn, NIC_PLOT_ID, svg, caption, message)
     return _figure(
+        drawn,
         NIC_PLOT_ID,
         plots.nic_svg(NIC_PLOT_ID, data.hosts, data.time_grain, (data.first, data.last)),
         caption,
@@ -166,7 +181,7 @@ def _gb(kb: float | None) -> str:
     return "" if kb is None else f"{kb / KB_PER_GB:,.1f}"
 
 
-def _datastore_section(data: ReportData) -> str:
+def _datastore_section(drawn: dict[str, str], data: ReportData) -> str:
     assumption = DAYS_TO_FULL_ASSUMPTION.format(grain=data.time_grain)
     caption = (
         f"Datastore fill: average used space per {data.time_grain}, in percent of the size in "
@@ -176,7 +191,7 @@ def _datastore_section(data: ReportData) -> str:
     if not data.datastores:
         message = "No data: no datastore sent vscope.filer.datastore.diskspace.used in the period."
         figure = _figure(
-            DATASTORE_PLOT_ID, plots.empty_svg(DATASTORE_PLOT_ID, message), caption, message
+            drawn, DATASTORE_PLOT_ID, plots.empty_svg(DATASTORE_PLOT_ID, message), caption, message
         )
         return figure
     svg = plots.datastore_svg(
@@ -202,13 +217,13 @@ def _datastore_section(data: ReportData) -> str:
         rows,
     )
     return (
-        _figure(DATASTORE_PLOT_ID, svg, caption)
+        _figure(drawn, DATASTORE_PLOT_ID, svg, caption)
         + table
         + f'<p class="assumption">{escape(assumption)}</p>'
     )
 
 
-def _changes_section(data: ReportData) -> str:
+def _changes_section(drawn: dict[str, str], data: ReportData) -> str:
     counts = Counter(change.change for change in data.changes)
     summary = ", ".join(f"{counts[kind]} {kind}" for kind in plots.CHANGE_TYPES)
     caption = (
@@ -224,7 +239,7 @@ def _changes_section(data: ReportData) -> str:
     if not data.changes:
         message = "No data: no VM, host or datastore was created, deleted or changed in the period."
         return missing + _figure(
-            CHANGES_PLOT_ID, plots.empty_svg(CHANGES_PLOT_ID, message), caption, message
+            drawn, CHANGES_PLOT_ID, plots.empty_svg(CHANGES_PLOT_ID, message), caption, message
         )
     table = _table(
         "inventory-changes-table",
@@ -233,29 +248,39 @@ def _changes_section(data: ReportData) -> str:
     )
     return (
         missing
-        + _figure(CHANGES_PLOT_ID, plots.changes_svg(CHANGES_PLOT_ID, data.changes), caption)
+        + _figure(drawn, CHANGES_PLOT_ID, plots.changes_svg(CHANGES_PLOT_ID, data.changes), caption)
         + table
     )
 
 
-def render_report(data: ReportData, generated_at: dt.datetime) -> str:
-    """Return the whole report page for `data`."""
-    rankings = "".join(_ranking_section(data, ranking) for ranking in RANKINGS)
+@dataclass(frozen=True)
+class RenderedReport:
+    """The report page and the SVG of each plot that has data, by plot id."""
+
+    page: str
+    svgs: dict[str, str]
+
+
+def render_report(data: ReportData, generated_at: dt.datetime) -> RenderedReport:
+    """Return the whole report page for `data`, with the SVGs of its plots."""
+    drawn: dict[str, str] = {}
+    rankings = "".join(_ranking_section(drawn, data, ranking) for ranking in RANKINGS)
     sections = [
         ("busiest-vms", "Busiest VMs", f'<div class="grid">{rankings}</div>'),
-        ("host-network", "Host network throughput", _nic_section(data)),
-        ("datastores", "Datastore fill", _datastore_section(data)),
-        ("inventory", "Inventory changes", _changes_section(data)),
+        ("host-network", "Host network throughput", _nic_section(drawn, data)),
+        ("datastores", "Datastore fill", _datastore_section(drawn, data)),
+        ("inventory", "Inventory changes", _changes_section(drawn, data)),
     ]
     main = "".join(
         f'<section id="{section_id}"><h2>{heading}</h2>{body}</section>'
         for section_id, heading, body in sections
     )
     title = f"vScope report {data.first} to {data.last}"
-    return (
+    page = (
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
         f"<body>{_header(data, generated_at)}<main>{main}</main></body></html>\n"
     )
+    return RenderedReport(page, drawn)
