@@ -15,8 +15,8 @@ from vscope_pipeline.report.build import WrittenReport
 from vscope_pipeline.report.html import PLOT_IDS, PLOT_TITLES
 from vscope_pipeline.report.queries import KB_PER_GB, RANKINGS, ReportData
 
-# Plots larger than this are left out of the metadata, which the Dagster instance stores in
-# its event log with every materialization; the HTML file still has them.
+# Plots larger than this are left out of the metadata, because the Dagster instance stores it
+# in its event log with every materialization. The HTML file still has them.
 MAX_EMBEDDED_SVG_BYTES = 200_000
 
 CHANGE_TYPES = ("created", "changed", "deleted")
