@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from vscope_pipeline.cli_help import command_help, exit_codes
 from vscope_pipeline.progress import (
     DEFAULT_INTERVAL_SECONDS,
     add_progress_argument,
@@ -64,22 +65,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vscope-pipeline",
         description="Copy OVHcloud vScope inventory and metrics into Parquet and DuckDB.",
+        epilog="`vscope-pipeline COMMAND --help` describes each command.\n\n"
+        + exit_codes("a run or a check failed (see each command)"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
     ingest = commands.add_parser(
-        "ingest", help="ingest an inclusive range of UTC days through Dagster"
+        "ingest",
+        **command_help(
+            "ingest an inclusive range of UTC days through Dagster",
+            "Ingest the inventory, every metric and the DuckDB file for each UTC day from "
+            "--from to --to, through the Dagster instance in $DAGSTER_HOME, --days-per-run days "
+            "per run. Shows progress while it works, then each run's outcome and checks.",
+            [
+                "vscope-pipeline ingest --from 2026-11-01 --to 2026-11-30",
+                "vscope-pipeline ingest --simulator --from 2026-12-01 --to 2026-12-02",
+            ],
+            "a Dagster run failed; the days of earlier runs are stored",
+        ),
     )
     ingest.add_argument(
-        "--from", dest="first", type=_day, required=True, help="first UTC day, YYYY-MM-DD"
+        "--from",
+        dest="first",
+        type=_day,
+        required=True,
+        help="first UTC day, YYYY-MM-DD (required)",
     )
     ingest.add_argument(
-        "--to", dest="last", type=_day, required=True, help="last UTC day, YYYY-MM-DD"
+        "--to", dest="last", type=_day, required=True, help="last UTC day, YYYY-MM-DD (required)"
     )
     ingest.add_argument(
         "--simulator",
         action="store_true",
-        help="run against the embedded simulator on 127.0.0.1 instead of OVHcloud",
+        help="run against the embedded simulator on 127.0.0.1 instead of OVHcloud (default: off)",
     )
     ingest.add_argument(
         "--days-per-run",
@@ -89,7 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_progress_argument(ingest)
 
-    sql = commands.add_parser("sql", help="run a read-only SQL query on the DuckDB file")
+    sql = commands.add_parser(
+        "sql",
+        **command_help(
+            "run a read-only SQL query on the DuckDB file",
+            "Run a SQL query on $VSCOPE_DATA_DIR/vscope.duckdb, opened read-only, and print "
+            "the result. Needs only VSCOPE_DATA_DIR.",
+            [
+                'vscope-pipeline sql "SELECT count(*) FROM vms"',
+                'vscope-pipeline sql --format csv "SELECT * FROM metric_catalog" > catalog.csv',
+            ],
+            "the output stream closed early (a pipe to `head`, say)",
+        ),
+    )
     sql.add_argument(
         "query", help="the SQL statement; of several, the last one's result is printed"
     )
@@ -109,16 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     simulate = commands.add_parser(
-        "simulate", help="run the simulator alone until Ctrl-C or SIGTERM"
+        "simulate",
+        **command_help(
+            "run the simulator alone until Ctrl-C or SIGTERM",
+            "Serve the simulated OVH APIv6 and OpenTSDB on 127.0.0.1 and print their URLs, "
+            "credentials and the variables that point the pipeline at them.",
+            ["vscope-pipeline simulate --ovh-port 0 --opentsdb-port 0 --vm-count 200"],
+            "not used: a stop by Ctrl-C or SIGTERM exits 0",
+        ),
     )
     simulate.add_argument(
-        "--ovh-port", type=_port, default=8000, help="APIv6 port on 127.0.0.1 (0: any free port)"
+        "--ovh-port",
+        type=_port,
+        default=8000,
+        help="APIv6 port on 127.0.0.1, 0 for any free port (default %(default)s)",
     )
     simulate.add_argument(
         "--opentsdb-port",
         type=_port,
         default=4242,
-        help="OpenTSDB port on 127.0.0.1 (0: any free port)",
+        help="OpenTSDB port on 127.0.0.1, 0 for any free port (default %(default)s)",
     )
     simulate.add_argument(
         "--vm-count", type=_positive, default=60, help="VMs in the fleet (default %(default)s)"
@@ -126,7 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        help="show the days loaded per service and metric, gaps, the last run and freshness",
+        **command_help(
+            "show the days loaded per service and metric, gaps, the last run and freshness",
+            "Read the lake, the DuckDB file and the Dagster instance in $DAGSTER_HOME, and show "
+            "the days loaded per service and metric as ranges, the missing days, the inventory "
+            "snapshots, the last Dagster run, whether yesterday is loaded (against "
+            "VSCOPE_FRESHNESS_HOUR) and the sizes. Writes nothing.",
+            ["vscope-pipeline status", "vscope-pipeline status --format json | jq .freshness"],
+            "not used: status only reads, and reports a late day in its output",
+        ),
     )
     status.add_argument(
         "--format",
@@ -137,16 +186,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser(
         "doctor",
-        help="check the settings, clock, access rules, metrics token and OpenTSDB endpoint",
+        **command_help(
+            "check the settings, clock, access rules, metrics token and OpenTSDB endpoint",
+            "Check the configuration, the clock against OVH's GET /auth/time, the consumer "
+            "key's access rules (GET /auth/currentCredential), the metrics token route of "
+            "each service and one small OpenTSDB query. Prints OK, WARN or FAIL per check, "
+            "and the fix of each failure. Writes nothing.",
+            ["vscope-pipeline doctor", "vscope-pipeline doctor --simulator"],
+            "a check failed",
+        ),
     )
     doctor.add_argument(
         "--simulator",
         action="store_true",
-        help="check against the embedded simulator on 127.0.0.1 instead of OVHcloud",
+        help="check against the embedded simulator on 127.0.0.1 instead of OVHcloud (default: off)",
     )
 
     dev = commands.add_parser(
-        "dev", help="open the Dagster web UI (dagster dev) against the simulator"
+        "dev",
+        **command_help(
+            "open the Dagster web UI (dagster dev) against the simulator",
+            "Start the simulator and `dagster dev` on 127.0.0.1 with this repository's "
+            "workspace, until Ctrl-C. Run it from the repository's top folder.",
+            ["vscope-pipeline dev --port 3001"],
+            "dagster dev exited with an error",
+        ),
     )
     dev.add_argument(
         "--port", type=_port, default=3000, help="web UI port on 127.0.0.1 (default %(default)s)"
@@ -154,7 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="ingest the last 2 complete days from the simulator and print a summary",
+        **command_help(
+            "ingest the last 2 complete days from the simulator and print a summary",
+            "Start the simulator, ingest the last --days complete UTC days into "
+            "$VSCOPE_DATA_DIR, then print the rows per table and example queries.",
+            ["vscope-pipeline demo --days 3"],
+            "a Dagster run failed",
+        ),
     )
     demo.add_argument(
         "--days", type=_positive, default=2, help="complete days to ingest (default %(default)s)"
@@ -435,7 +505,8 @@ def _wait_for_dagster_dev(child: subprocess.Popen[bytes]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 0 if stop_requested else child.returncode
+    # Any failure of dagster dev maps to 1, the exit code of a failed run.
+    return 0 if stop_requested or child.returncode == 0 else 1
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

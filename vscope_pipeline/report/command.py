@@ -7,16 +7,29 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+from vscope_pipeline.cli_help import command_help
+
 DUCKDB_FILE = "vscope.duckdb"
 
 
 def add_report_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `report` sub-command to the command's sub-parsers."""
     report = commands.add_parser(
-        "report", help="write an HTML report with plots of an inclusive range of UTC days"
+        "report",
+        **command_help(
+            "write an HTML report with plots of an inclusive range of UTC days",
+            "Write one HTML page of plots of the metrics of the days from --from to --to, "
+            "read from $VSCOPE_DATA_DIR/vscope.duckdb.",
+            ["vscope-pipeline report --from 2026-11-01 --to 2026-11-30"],
+            "writing the report failed",
+        ),
     )
-    report.add_argument("--from", dest="first", required=True, help="first UTC day, YYYY-MM-DD")
-    report.add_argument("--to", dest="last", required=True, help="last UTC day, YYYY-MM-DD")
+    report.add_argument(
+        "--from", dest="first", required=True, help="first UTC day, YYYY-MM-DD (required)"
+    )
+    report.add_argument(
+        "--to", dest="last", required=True, help="last UTC day, YYYY-MM-DD (required)"
+    )
     report.add_argument(
         "--out",
         type=Path,
