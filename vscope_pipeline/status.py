@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
 from collections import defaultdict
@@ -36,6 +37,8 @@ from vscope_pipeline.lake.layout import (
     rollups_root,
 )
 from vscope_pipeline.textable import format_table
+
+log = logging.getLogger(__name__)
 
 DUCKDB_FILE = "vscope.duckdb"
 STATUS_FORMATS = ("table", "json")
@@ -130,8 +133,14 @@ def latest_run(dagster_home: Path) -> dict[str, Any] | None:
         return None
     import dagster as dg
 
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        records = instance.get_run_records(limit=1)
+    try:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            records = instance.get_run_records(limit=1)
+    except Exception as error:
+        # A PostgreSQL server that is down, or a broken instance file: the lake's status
+        # is still worth printing, so the run history is reported as unreadable.
+        log.warning("cannot read the Dagster instance in %s: %s", dagster_home, error)
+        return {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
     if not records:
         return None
     record = records[0]
@@ -304,6 +313,11 @@ def render_table(status: dict[str, Any]) -> str:
 def _describe_run(run: dict[str, Any] | None, dagster_home: str) -> str:
     if run is None:
         return f"last Dagster run: none in {dagster_home}"
+    if "error" in run:
+        return (
+            f"last Dagster run: the instance in {dagster_home} cannot be read ({run['error']}): "
+            "check its dagster.yaml and, for PostgreSQL, that the server is up"
+        )
     days = ""
     if run["first_day"]:
         days = f", days {format_ranges([(_date(run['first_day']), _date(run['last_day']))])}"

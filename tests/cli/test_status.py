@@ -106,3 +106,18 @@ def test_status_shows_deleted_partition_gap(
         f"{SERVICE} vscope.vm.cpu.ready {first}, {last} {middle}",
     ]
     assert lines[-2] == f"yesterday {last}: loaded (20/20 metrics)"
+
+
+def test_status_with_unreadable_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("storage: [unclosed\n", encoding="utf-8")
+    _use_folders(monkeypatch, tmp_path / "data", home)
+
+    assert main(["status"]) == 0
+
+    run_line = capsys.readouterr().out.splitlines()[7]
+    assert run_line.startswith(f"last Dagster run: the instance in {home} cannot be read (")
+    assert run_line.endswith("): check its dagster.yaml and, for PostgreSQL, that the server is up")
