@@ -12,7 +12,8 @@ from vscope_pipeline.simulator.clock import SimulatorClock
 from vscope_pipeline.simulator.runner import running_simulator
 
 
-@pytest.fixture(scope="module")
+# Package scope: both test modules read the same two days, ingested once.
+@pytest.fixture(scope="package")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IngestedDays]:
     """Ingest two days, one run a day at noon, from a 12-VM fleet whose inventory changes."""
     data_dir = tmp_path_factory.mktemp("report-data")

@@ -158,9 +158,9 @@ def _ranking_section(drawn: dict[str, str], data: ReportData, ranking: Ranking) 
 
 
 def _nic_section(drawn: dict[str, str], data: ReportData) -> str:
-    shown = len(data.hosts)
+    hosts_shown = len(data.hosts)
     caption = (
-        f"Host NIC throughput per {data.time_grain}, in MB/s (1 MB = 1000 KB): the {shown} "
+        f"Host NIC throughput per {data.time_grain}, in MB/s (1 MB = 1000 KB): the {hosts_shown} "
         f"busiest of {data.hosts_total} hosts by peak receive plus transmit rate."
     )
     if not data.hosts:
@@ -228,7 +228,9 @@ def _changes_section(drawn: dict[str, str], data: ReportData) -> str:
     summary = ", ".join(f"{counts[kind]} {kind}" for kind in plots.CHANGE_TYPES)
     caption = (
         f"Inventory changes in the period ({summary}), from the daily inventory snapshots: "
-        "objects created, deleted, or with a changed attribute (host, power state, size...)."
+        "objects created, deleted, or with a changed attribute (host, power state, size...). "
+        "Changes are found by comparing consecutive snapshots, so a period with a single "
+        "snapshot shows none."
     )
     missing = ""
     if data.missing_history:
