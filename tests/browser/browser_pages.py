@@ -6,7 +6,7 @@ is downloaded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from dagster_ui import CHROMIUM
@@ -17,7 +17,7 @@ VIEWPORT = {"width": 1600, "height": 1000}
 
 # The UI keeps these choices in the browser's local storage. The first hides the newsletter
 # dialog that the UI opens on a first visit from 127.0.0.1. The second lays the asset graph
-# out top to bottom, so that its three groups fit the viewport side by side.
+# out top to bottom, so that its groups fit the viewport.
 UI_PREFERENCES_SCRIPT = """
 window.localStorage.setItem('communityNux', JSON.stringify('1'));
 window.localStorage.setItem('asset-graph-direction', JSON.stringify('vertical'));
@@ -36,10 +36,25 @@ def new_ui_context(browser: Browser, base_url: str, blocked: list[str]) -> Brows
 
     A request to another address is aborted and its URL appended to `blocked`.
     """
-    allowed = urlsplit(base_url).netloc
+    origin = urlsplit(base_url).netloc
+    context = _new_context(browser, blocked, lambda url: urlsplit(url).netloc == origin)
+    context.add_init_script(UI_PREFERENCES_SCRIPT)
+    return context
 
+
+def new_offline_context(browser: Browser, blocked: list[str]) -> BrowserContext:
+    """Open a browser context that loads only `file:` and `data:` URLs.
+
+    Any other request is aborted and its URL appended to `blocked`.
+    """
+    return _new_context(browser, blocked, lambda url: urlsplit(url).scheme in ("file", "data"))
+
+
+def _new_context(
+    browser: Browser, blocked: list[str], allowed: Callable[[str], bool]
+) -> BrowserContext:
     def route(route: Route) -> None:
-        if urlsplit(route.request.url).netloc == allowed:
+        if allowed(route.request.url):
             route.continue_()
         else:
             blocked.append(route.request.url)
@@ -47,7 +62,6 @@ def new_ui_context(browser: Browser, base_url: str, blocked: list[str]) -> Brows
 
     context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
     context.set_default_timeout(PAGE_TIMEOUT_MS)
-    context.add_init_script(UI_PREFERENCES_SCRIPT)
     context.route("**/*", route)
     return context
 
@@ -78,3 +92,25 @@ def metadata_value(page: Page, key: str) -> Locator:
     """Return the locator of the value cell of the metadata row whose key is `key`."""
     row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=key, exact=True))
     return row.get_by_role("cell").nth(1)
+
+
+# For each `figure.plot` of a report page: its id, the size of its SVG on the page, and the
+# number of its SVG paths outside <defs> that are drawn with a non-zero size.
+FIGURES_SCRIPT = """
+() => Array.from(document.querySelectorAll('figure.plot')).map((figure) => {
+  const svg = figure.querySelector('svg');
+  const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+  const paths = svg ? Array.from(svg.querySelectorAll('path')) : [];
+  const drawn = paths.filter((path) => {
+    const size = path.getBoundingClientRect();
+    return !path.closest('defs') && path.getAttribute('d') && (size.width > 0 || size.height > 0);
+  });
+  return {id: figure.id, width: box.width, height: box.height, drawnPaths: drawn.length};
+})
+"""
+
+
+def report_figures(page: Page) -> list[dict[str, object]]:
+    """Return the id, SVG size and drawn path count of each figure of the report page."""
+    figures: list[dict[str, object]] = page.evaluate(FIGURES_SCRIPT)
+    return figures

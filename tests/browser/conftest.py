@@ -13,9 +13,13 @@ expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
 @pytest.fixture(scope="session")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> IngestedLake:
-    """Ingest yesterday (UTC) from the simulator, through a Dagster instance on disk."""
-    lake = ingest_days(tmp_path_factory.mktemp("browser"), days=1)
-    assert [outcome.success for outcome in lake.outcomes] == [True]
+    """Ingest the last two complete UTC days from the simulator into a Dagster instance on disk.
+
+    A small fleet with a point every 5 minutes keeps the runs to seconds.
+    """
+    root = tmp_path_factory.mktemp("browser")
+    lake = ingest_days(root, days=2, vm_count=12, step_seconds=300)
+    assert [outcome.success for outcome in lake.outcomes] == [True, True]
     return lake
 
 

@@ -30,16 +30,21 @@ from vscope_pipeline.ingest import (
     ingest_range,
     last_complete_day,
 )
+from vscope_pipeline.simulator.clock import SimulatorClock
 from vscope_pipeline.simulator.runner import running_simulator
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 
-# Marks the tests that open pages in Chromium, which are skipped with this reason without it.
+# Marks the tests that open pages in Chromium. Without Chromium they are skipped with this reason.
 requires_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason=f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)",
 )
+
+# The simulator's time of day when each day is ingested. OpenTSDB queries name explicit start
+# and end times, so the simulator serves the whole day even before it ends.
+SNAPSHOT_TIME = dt.time(23, 0)
 
 # The web server loads the code location in a subprocess before it serves requests. On two
 # busy cores that took 10 to 20 s, measured while writing these tests.
@@ -59,11 +64,13 @@ class IngestedLake:
     outcomes: list[RunOutcome]
 
 
-def ingest_days(root: Path, days: int) -> IngestedLake:
+def ingest_days(root: Path, days: int, *, vm_count: int, step_seconds: int) -> IngestedLake:
     """Ingest the last `days` complete UTC days from the simulator into folders under `root`.
 
-    One Dagster run covers every day. It is recorded in a SQLite Dagster instance in
-    `root/dagster_home`, which a web server started on that folder then shows.
+    Each day is its own Dagster run, with the simulator's clock at 23:00 UTC that day, so each
+    run takes the inventory snapshot of its own day. The simulator's inventory changes of those
+    days then fall inside the period of the report of these days. The runs are recorded in a
+    SQLite Dagster instance in `root/dagster_home`, which a web server started there shows.
     """
     dagster_home = root / "dagster_home"
     data_dir = root / "data"
@@ -72,16 +79,23 @@ def ingest_days(root: Path, days: int) -> IngestedLake:
     shutil.copyfile(INSTANCE_FILES["sqlite"], dagster_home / "dagster.yaml")
     last_day = last_complete_day()
     first_day = last_day - dt.timedelta(days=days - 1)
-    with running_simulator() as simulator:
+    clock = SimulatorClock()
+    outcomes: list[RunOutcome] = []
+    with running_simulator(
+        vm_count=vm_count, step_seconds=step_seconds, clock=clock, inventory_changes=True
+    ) as simulator:
         overrides = {
             **simulator.environment(),
             "DAGSTER_HOME": str(dagster_home),
             "VSCOPE_DATA_DIR": str(data_dir),
         }
         with environment(overrides), dg.DagsterInstance.get() as instance:
-            outcomes = ingest_range(
-                first_day, last_day, instance=instance, days_per_run=days, log_level="WARNING"
-            )
+            for offset in range(days):
+                day = first_day + dt.timedelta(days=offset)
+                clock.set(dt.datetime.combine(day, SNAPSHOT_TIME, dt.UTC))
+                outcomes += ingest_range(
+                    day, day, instance=instance, days_per_run=1, log_level="WARNING"
+                )
     return IngestedLake(dagster_home, data_dir, first_day, last_day, outcomes)
 
 

@@ -24,6 +24,7 @@ ASSET_NAMES = (
     "host_metric_points",
     "vm_metric_points",
     "vscope_duckdb",
+    "vscope_report",
 )
 METRIC_ASSET = ["metrics", "vm_metric_points"]
 
@@ -52,14 +53,14 @@ def test_asset_graph_shows_every_asset(page, webserver, blocked):
         box = node.bounding_box()
         assert box is not None, name
         assert box["width"] > 0, name
-    for group in ("inventory", "metrics", "warehouse"):
+    for group in ("inventory", "metrics", "warehouse", "report"):
         expect(page.locator("foreignObject").get_by_text(group, exact=True)).to_be_visible()
     assert blocked == []
 
 
 def test_materialization_shows_metadata(page, webserver, lake: IngestedLake, blocked):
     recorded = latest_metadata(lake, METRIC_ASSET)
-    run_id = lake.outcomes[0].run_id
+    run_id = lake.outcomes[-1].run_id
 
     open_materialization(page, webserver, METRIC_ASSET)
 
@@ -70,6 +71,6 @@ def test_materialization_shows_metadata(page, webserver, lake: IngestedLake, blo
     assert recorded["requests"] > 0
     expect(metadata_value(page, "requests")).to_have_text(str(recorded["requests"]))
     expect(metadata_value(page, "points")).to_have_text(str(recorded["points"]))
-    expect(metadata_value(page, "first_day")).to_have_text(lake.first_day.isoformat())
+    expect(metadata_value(page, "first_day")).to_have_text(lake.last_day.isoformat())
     expect(metadata_value(page, "downsample")).to_have_text("raw points")
     assert blocked == []
