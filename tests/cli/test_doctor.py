@@ -37,11 +37,13 @@ def pointed_at(
         yield simulator
 
 
-def _output(capsys: pytest.CaptureFixture[str]) -> list[str]:
+def _lines(text: str) -> list[str]:
     # The query time changes from run to run.
-    return [
-        re.sub(r"in \d+\.\d\d s$", "in N s", line) for line in capsys.readouterr().out.splitlines()
-    ]
+    return [re.sub(r"in \d+\.\d\d s$", "in N s", line) for line in text.splitlines()]
+
+
+def _output(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return _lines(capsys.readouterr().out)
 
 
 def test_doctor_passes_on_simulator(
@@ -49,7 +51,15 @@ def test_doctor_passes_on_simulator(
 ) -> None:
     with pointed_at(monkeypatch, tmp_path) as simulator:
         code = main(["doctor"])
-    assert _output(capsys) == [
+    captured = capsys.readouterr()
+    credentials = simulator.credentials
+    for secret in (
+        credentials.application_secret,
+        credentials.consumer_key,
+        credentials.metrics_token,
+    ):
+        assert secret not in captured.out + captured.err
+    assert _lines(captured.out) == [
         f"OK    configuration: settings loaded: endpoint {simulator.ovh_endpoint}, services: "
         f"{SERVICE}, user login admin, data folder {tmp_path / 'data'}",
         "OK    clock: local clock within 1 s of OVH's GET /auth/time",
