@@ -37,6 +37,9 @@ _PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
 _STYLE: Any = {
     "svg.fonttype": "none",
+    # Entity names are data: a `$` in a VM name must not start a math formula, which would
+    # draw something else or fail the whole report on an invalid formula.
+    "text.parse_math": False,
     "font.family": "sans-serif",
     "font.size": 10,
     "axes.spines.top": False,
@@ -57,7 +60,7 @@ def _svg(figure: Figure, plot_id: str) -> str:
     without a clip path of one plot being used by another.
     """
     buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": plot_id}):
+    with matplotlib.rc_context({**_STYLE, "svg.hashsalt": plot_id}):
         figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     return _METADATA.sub("", _PROLOGUE.sub("", buffer.getvalue(), count=1), count=1)
 
@@ -92,12 +95,10 @@ def nic_svg(
         figure = Figure(figsize=(9, 5.5))
         rx_axes, tx_axes = figure.subplots(2, 1, sharex=True)
         for host in hosts:
-            rx_axes.plot(
-                mdates.date2num(host.times), [v / KB_PER_MB for v in host.rx], label=host.host
-            )
-            tx_axes.plot(
-                mdates.date2num(host.times), [v / KB_PER_MB for v in host.tx], label=host.host
-            )
+            times = mdates.date2num(host.times)
+            label = _legend_label(host.host)
+            rx_axes.plot(times, [v / KB_PER_MB for v in host.rx], label=label)
+            tx_axes.plot(times, [v / KB_PER_MB for v in host.tx], label=label)
         rx_axes.set_ylabel("receive (MB/s)")
         tx_axes.set_ylabel("transmit (MB/s)")
         rx_axes.set_title(f"average per {grain}, all NICs of a host summed", loc="left")
@@ -115,7 +116,7 @@ def datastore_svg(
         figure, axes = _new_figure(figsize=(9, 3.8))
         for fill in fills:
             values = fill.used_pct if sized else [kb / 1_048_576 for kb in fill.used_kb]
-            axes.plot(mdates.date2num(fill.times), values or [], label=fill.name)
+            axes.plot(mdates.date2num(fill.times), values or [], label=_legend_label(fill.name))
         axes.set_ylabel("used (% of size)" if sized else "used (GB)")
         if sized:
             axes.set_ylim(0, 100)
@@ -144,6 +145,11 @@ def changes_svg(plot_id: str, changes: Sequence[InventoryChange]) -> str:
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         axes.legend(frameon=False)
     return _svg(figure, plot_id)
+
+
+def _legend_label(name: str) -> str:
+    # matplotlib leaves out of the legend every label that starts with "_".
+    return f" {name}" if name.startswith("_") else name
 
 
 def _date_axis(axes: Axes, period: tuple[dt.date, dt.date]) -> None:
