@@ -273,15 +273,16 @@ def _run_ingest(
         instance = stack.enter_context(dg.DagsterInstance.get())
         progress = start_progress(first, last, settings, progress_interval)
         try:
-            outcomes = ingest_range(
-                first,
-                last,
-                instance=instance,
-                days_per_run=days_per_run,
-                # On a terminal the progress line replaces the per-metric-day log lines.
-                log_level="WARNING" if progress.terminal else "INFO",
-                on_event=progress.on_event,
-            )
+            with progress.quiet_logs():
+                outcomes = ingest_range(
+                    first,
+                    last,
+                    instance=instance,
+                    days_per_run=days_per_run,
+                    # On a terminal the progress line replaces the per-metric-day log lines.
+                    log_level="WARNING" if progress.terminal else "INFO",
+                    on_event=progress.on_event,
+                )
         except IngestRangeError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2, settings.duckdb_path

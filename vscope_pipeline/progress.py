@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import re
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
 from vscope_pipeline.catalog import build_catalog
@@ -142,6 +144,37 @@ class IngestProgress:
         elif self._shown_metric_days != self.metric_days:
             self._show(self.clock())
 
+    @contextmanager
+    def quiet_logs(self) -> Iterator[None]:
+        """On a terminal, keep log records of level INFO and below off the screen.
+
+        The progress line shows what those records would. A warning or an error still
+        prints: the line is cleared first, so the record starts at the left margin, and the
+        next update draws the line again below it. Off a terminal this does nothing.
+        """
+        if not self.terminal:
+            yield
+            return
+        root = logging.getLogger()
+        previous_level = root.level
+        clearing = _ClearLineFilter(self)
+        root.setLevel(logging.WARNING)
+        for handler in root.handlers:
+            handler.addFilter(clearing)
+        try:
+            yield
+        finally:
+            for handler in root.handlers:
+                handler.removeFilter(clearing)
+            root.setLevel(previous_level)
+
+    def clear_line(self) -> None:
+        """Erase the progress line, so that other output starts at the left margin."""
+        if self._line_open:
+            self.stream.write(f"\r{_CLEAR_TO_END}")
+            self.stream.flush()
+            self._line_open = False
+
     def _show(self, now: float) -> None:
         self._last_output = now
         self._shown_metric_days = self.metric_days
@@ -151,6 +184,18 @@ class IngestProgress:
         else:
             self.stream.write(self.describe(now) + "\n")
         self.stream.flush()
+
+
+class _ClearLineFilter(logging.Filter):
+    """A filter that passes every record, after erasing the progress line it belongs to."""
+
+    def __init__(self, progress: IngestProgress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.progress.clear_line()
+        return True
 
 
 def _seconds(text: str) -> float:

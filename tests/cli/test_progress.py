@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import os
 import pty
 import re
@@ -160,5 +161,45 @@ def test_ingest_on_terminal_rewrites_line(
     )
     # Every progress update but the last is followed by another one on the same line.
     assert not re.search(r"progress:[^\r\n]*\n(?!run )", text.replace("\r\n", "\n"))
-    # The per-metric-day log lines are left to the Dagster run log.
+    # The per-metric-day log lines are left to the Dagster run log, and INFO records hidden.
     assert b"request(s)" not in errors
+    assert b" INFO vscope_pipeline" not in errors
+
+
+def test_terminal_hides_info_and_clears_for_warning() -> None:
+    clock = FakeClock()
+    screen = io.StringIO()
+    progress = IngestProgress(1, 2, screen, terminal=True, clock=clock)
+    root = logging.getLogger()
+    handler = logging.StreamHandler(screen)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root.addHandler(handler)
+    previous_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        with progress.quiet_logs():
+            progress.record(DAY, "a", rows=5, requests=1)
+            logging.getLogger("vscope_pipeline.test").info("hidden")
+            logging.getLogger("vscope_pipeline.test").warning("shown")
+            clock.now += 1
+            progress.record(DAY, "b", rows=5, requests=1)
+        assert root.level == logging.INFO
+        assert handler.filters == []
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+    progress.finish()
+    assert screen.getvalue() == (
+        "\rprogress: days 0/1, metric-days 1/2 (50%), points 5, requests 1, elapsed 0:00, "
+        "ETA 0:00\x1b[K"
+        "\r\x1b[KWARNING shown\n"
+        "\rprogress: days 1/1, metric-days 2/2 (100%), points 10, requests 2, elapsed 0:01\x1b[K\n"
+    )
+
+
+def test_quiet_logs_off_terminal_changes_nothing() -> None:
+    progress = IngestProgress(1, 1, io.StringIO(), terminal=False)
+    root = logging.getLogger()
+    level = root.level
+    with progress.quiet_logs():
+        assert root.level == level
