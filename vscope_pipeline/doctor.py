@@ -51,6 +51,8 @@ class CheckResult:
     name: str
     detail: str
     fix: str | None = None
+    # True when the checks after this one cannot run, such as when APIv6 is unreachable.
+    blocking: bool = False
 
     def lines(self) -> list[str]:
         out = [f"{self.status:<5} {self.name}: {self.detail}"]
@@ -94,10 +96,14 @@ def check_clock(client: RetryingClient) -> CheckResult:
     try:
         offset = client.time_delta()
     except (ovh.APIError, OvhRequestError) as error:
-        return _fail(
+        # GET /auth/time needs no key, so its failure means APIv6 cannot be reached.
+        detail = str(error) if isinstance(error, OvhRequestError) else f"GET /auth/time: {error}"
+        return CheckResult(
+            "FAIL",
             "clock",
-            f"GET /auth/time failed: {error}",
+            detail,
             "check OVH_ENDPOINT and that this machine reaches it (proxy, firewall)",
+            blocking=True,
         )
     direction = "behind" if offset > 0 else "ahead of"
     detail = f"local clock {abs(offset)} s {direction} OVH's GET /auth/time"
@@ -258,7 +264,11 @@ def run_doctor(out: TextIO) -> int:
     opentsdb = OpenTSDBResource(ovh_api=api)
     try:
         client = api.api_client()
-        report(check_clock(client))
+        clock = check_clock(client)
+        report(clock)
+        if clock.blocking:
+            print("doctor: APIv6 cannot be reached, so the other checks were not run", file=out)
+            return 1
         report(check_access_rules(client, settings))
         services, listing = _service_names(client, settings)
         report(listing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,10 @@ from typing import Any
 import pytest
 
 from vscope_pipeline.cli import main
+from vscope_pipeline.doctor import check_clock
+from vscope_pipeline.ovh.client import build_ovh_client
+from vscope_pipeline.ovh.retrying import RetryingClient
+from vscope_pipeline.retry import RetryPolicy
 from vscope_pipeline.simulator.credentials import AccessRule, SimulatorCredentials
 from vscope_pipeline.simulator.ovh_faults import ForcedApiResponse
 from vscope_pipeline.simulator.runner import RunningSimulator, running_simulator
@@ -154,3 +159,25 @@ def test_doctor_invalid_configuration_exits_2(
     assert "VSCOPE_OPENTSDB_RATE_LIMIT 'fast'" in lines[0]
     assert lines[-1] == "doctor: the configuration is invalid, so no request was sent"
     assert code == 2
+
+
+def test_unreachable_api_blocks_checks() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on the port once the probe socket is closed.
+    client = build_ovh_client(
+        f"http://127.0.0.1:{port}/1.0",
+        application_key="vScopeSimDemoAK1",
+        application_secret="unused-application-secret-00001",
+        consumer_key="unused-consumer-key-0000000000001",
+    )
+    result = check_clock(
+        RetryingClient(client, rate_limiter=None, policy=RetryPolicy(max_attempts=1))
+    )
+    assert result.status == "FAIL"
+    assert result.blocking is True
+    assert result.detail.startswith(
+        f"GET http://127.0.0.1:{port}/1.0/auth/time failed: connection failed: "
+    )
+    assert result.fix == "check OVH_ENDPOINT and that this machine reaches it (proxy, firewall)"
