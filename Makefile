@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: venv test lint typecheck pytest demo dev bench soak clean
+.PHONY: venv test lint typecheck pytest demo dev bench soak screenshots clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -52,6 +52,10 @@ bench: venv
 # A 30-day backfill without faults and twice with seeded random faults; see docs/reliability.md.
 soak: venv
 	$(BIN)/python -m tests.soak $(SOAK_ARGS)
+
+# PNGs of the Dagster UI and the report for the README, taken in /usr/bin/chromium.
+screenshots: venv
+	$(BIN)/python -m tests.browser.screenshots
 
 clean:
 	rm -rf $(VENV) .tools $(DAGSTER_HOME)

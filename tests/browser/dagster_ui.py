@@ -49,6 +49,8 @@ SNAPSHOT_TIME = dt.time(23, 0)
 # The web server loads the code location in a subprocess before it serves requests. On two
 # busy cores that took 10 to 20 s, measured while writing these tests.
 WEBSERVER_STARTUP_TIMEOUT_SECONDS = 90.0
+# Seconds `vscope-pipeline report` gets to write the report of a few days.
+REPORT_TIMEOUT_SECONDS = 120
 # Seconds the web server gets to stop after SIGTERM before its process group is killed.
 WEBSERVER_STOP_GRACE_SECONDS = 10.0
 
@@ -110,6 +112,34 @@ def latest_metadata(lake: IngestedLake, asset_path: list[str]) -> dict[str, obje
     materialization = event.asset_materialization
     assert materialization is not None
     return {key: entry.value for key, entry in materialization.metadata.items()}
+
+
+def write_report(lake: IngestedLake, out: Path) -> str:
+    """Write the report of the lake's days to `out` with `vscope-pipeline report`; return stdout.
+
+    Raises RuntimeError with the command's stderr when it fails.
+    """
+    command = [
+        str(Path(sys.executable).with_name("vscope-pipeline")),
+        "report",
+        "--from",
+        lake.first_day.isoformat(),
+        "--to",
+        lake.last_day.isoformat(),
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        command,
+        env={"PATH": os.environ.get("PATH", ""), "VSCOPE_DATA_DIR": str(lake.data_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=REPORT_TIMEOUT_SECONDS,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {result.returncode}: {result.stderr}")
+    return result.stdout
 
 
 def free_port() -> int:

@@ -1,13 +1,11 @@
 """The HTML report, opened from its file in Chromium with the network cut off, draws every plot."""
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from browser_pages import new_offline_context, report_figures
-from dagster_ui import IngestedLake, requires_chromium
+from dagster_ui import IngestedLake, requires_chromium, write_report
 from playwright.sync_api import Browser, Page
 
 from vscope_pipeline.report.html import PLOT_IDS
@@ -19,26 +17,8 @@ pytestmark = [pytest.mark.integration, requires_chromium]
 def report(lake: IngestedLake, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Write the report of the lake's days with the `vscope-pipeline report` command."""
     out = tmp_path_factory.mktemp("report") / "report.html"
-    command = [
-        str(Path(sys.executable).with_name("vscope-pipeline")),
-        "report",
-        "--from",
-        lake.first_day.isoformat(),
-        "--to",
-        lake.last_day.isoformat(),
-        "--out",
-        str(out),
-    ]
-    result = subprocess.run(
-        command,
-        env={"PATH": "/usr/bin:/bin", "VSCOPE_DATA_DIR": str(lake.data_dir)},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "2 of 2 days have metrics" in result.stdout
+    output = write_report(lake, out)
+    assert "2 of 2 days have metrics" in output
     return out
 
 
