@@ -1,8 +1,12 @@
-"""Read the figures of the report from the DuckDB file, mostly from the rollup views.
+"""Read the figures of the report from the DuckDB file: rollup views and history tables.
 
 Every query reads the days `first..last` (inclusive UTC days) only. The rollup views
 (`metric_daily`, `metric_hourly`) carry one row per series and day or hour, so a period of a
 year reads about 8,760 rows per series instead of 525,600 points.
+
+NOTE: every metric figure, the days counted as loaded included, comes from the rollups. A day
+whose points are in the lake without rollups (rollups are written with each metric partition)
+shows as not loaded until that day is ingested again.
 """
 
 from __future__ import annotations
@@ -225,6 +229,11 @@ def read_ranking(
     return [RankedVm(str(vm), str(mo_ref), host, float(value)) for vm, mo_ref, host, value in rows]
 
 
+def _entity_label(service_name: str, name: str, several_services: bool) -> str:
+    # Two services may each have a host or datastore of the same name.
+    return f"{service_name}/{name}" if several_services else str(name)
+
+
 def time_grain(first: dt.date, last: dt.date) -> str:
     """Return `hour` for periods of up to HOURLY_MAX_DAYS days, `day` for longer ones."""
     return "hour" if (last - first).days + 1 <= HOURLY_MAX_DAYS else "day"
@@ -237,19 +246,21 @@ def read_host_throughput(
     view = "metric_hourly" if grain == "hour" else "metric_daily"
     rows = con.execute(
         f"""
-        SELECT entity, bucket,
+        SELECT service_name, entity, bucket,
                coalesce(sum(avg) FILTER (metric = 'vscope.host.net.rx'), 0) AS rx,
                coalesce(sum(avg) FILTER (metric = 'vscope.host.net.tx'), 0) AS tx
         FROM {view}
         WHERE list_contains(?, metric) AND day BETWEEN ? AND ?
         GROUP BY ALL
-        ORDER BY entity, bucket
+        ORDER BY service_name, entity, bucket
         """,
         [list(NIC_METRICS), first, last],
     ).fetchall()
-    series: dict[str, HostThroughput] = {}
-    for host, bucket, rx, tx in rows:
-        entry = series.setdefault(str(host), HostThroughput(str(host), [], [], []))
+    several_services = len({service for service, *_ in rows}) > 1
+    series: dict[tuple[str, str], HostThroughput] = {}
+    for service, host, bucket, rx, tx in rows:
+        label = _entity_label(service, host, several_services)
+        entry = series.setdefault((service, host), HostThroughput(label, [], [], []))
         entry.times.append(bucket)
         entry.rx.append(float(rx))
         entry.tx.append(float(tx))
@@ -291,10 +302,12 @@ def read_datastore_fill(
         times.append(bucket)
         values.append(float(used))
     fills = []
+    several_services = len({service for service, _ in points}) > 1
     for key, (times, values) in points.items():
         capacity = sizes.get(key)
         forecast = estimate_days_to_full([t.timestamp() for t in times], values, capacity)
-        fills.append(DatastoreFill(key[1], times, values, capacity, forecast))
+        label = _entity_label(key[0], key[1], several_services)
+        fills.append(DatastoreFill(label, times, values, capacity, forecast))
     return sorted(fills, key=lambda item: (-(item.used_pct or [0.0])[-1], item.name))
 
 
