@@ -79,6 +79,7 @@ class IngestProgress:
         self.requests = 0
         self._metrics_by_day: dict[dt.date, set[str]] = defaultdict(set)
         self._last_output: float | None = None
+        self._first_done: float | None = None
         self._shown_metric_days = -1
         self._line_open = False
 
@@ -107,6 +108,8 @@ class IngestProgress:
     def record(self, day: dt.date, metric: str, *, rows: int, requests: int) -> None:
         """Count one written metric-day partition and show the progress when it is due."""
         self.metric_days += 1
+        if self._first_done is None:
+            self._first_done = self.clock()
         self.rows += rows
         self.requests += requests
         self._metrics_by_day[day].add(metric)
@@ -129,9 +132,12 @@ class IngestProgress:
             f"elapsed {format_duration(elapsed)}"
         )
         remaining = self.total - self.metric_days
-        if self.metric_days and remaining > 0:
-            # Assumes the remaining metric-days take as long as the average one so far.
-            line += f", ETA {format_duration(elapsed / self.metric_days * remaining)}"
+        if self._first_done is not None and self.metric_days > 1 and remaining > 0:
+            # The rate since the first metric-day leaves out the run's start (settings,
+            # inventory), which would make the first estimates far too long. It assumes the
+            # remaining metric-days take as long as the average one since then.
+            rate = (now - self._first_done) / (self.metric_days - 1)
+            line += f", ETA {format_duration(rate * remaining)}"
         return line
 
     def finish(self) -> None:

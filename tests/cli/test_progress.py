@@ -50,7 +50,7 @@ def test_lines_every_interval() -> None:
     progress.record(DAY + dt.timedelta(days=1), "b", rows=10, requests=1)
     progress.finish()
     assert stream.getvalue().splitlines() == [
-        "progress: days 0/2, metric-days 1/4 (25%), points 100, requests 2, elapsed 0:04, ETA 0:12",
+        "progress: days 0/2, metric-days 1/4 (25%), points 100, requests 2, elapsed 0:04",
         "progress: days 2/2, metric-days 4/4 (100%), points 170, requests 5, elapsed 0:24",
     ]
 
@@ -63,7 +63,7 @@ def test_finish_prints_unshown_counts() -> None:
     progress.record(DAY, "b", rows=1, requests=1)
     progress.finish()
     assert stream.getvalue().splitlines() == [
-        "progress: days 0/1, metric-days 1/3 (33%), points 1, requests 1, elapsed 0:00, ETA 0:00",
+        "progress: days 0/1, metric-days 1/3 (33%), points 1, requests 1, elapsed 0:00",
         "progress: days 0/1, metric-days 2/3 (66%), points 2, requests 2, elapsed 0:00, ETA 0:00",
     ]
 
@@ -77,8 +77,7 @@ def test_terminal_rewrites_one_line() -> None:
     progress.record(DAY, "b", rows=5, requests=1)
     progress.finish()
     assert stream.getvalue() == (
-        "\rprogress: days 0/1, metric-days 1/2 (50%), points 5, requests 1, elapsed 0:00, "
-        "ETA 0:00\x1b[K"
+        "\rprogress: days 0/1, metric-days 1/2 (50%), points 5, requests 1, elapsed 0:00\x1b[K"
         "\rprogress: days 1/1, metric-days 2/2 (100%), points 10, requests 2, elapsed 0:01\x1b[K\n"
     )
 
@@ -99,7 +98,9 @@ def test_ingest_prints_progress_lines(ingested_lake: IngestedLake) -> None:
     assert "\r" not in result.stdout
     assert len(lines) == 60
     assert all(re.search(r", elapsed \d+:\d\d", line) for line in lines)
-    assert all(", ETA " in line for line in lines[:-1])
+    # The estimate needs the rate since the first metric-day, so it starts at the second.
+    assert ", ETA " not in lines[0]
+    assert all(", ETA " in line for line in lines[1:-1])
     counts = [re.search(r"metric-days (\d+)/60", line) for line in lines]
     assert [int(found[1]) for found in counts if found] == list(range(1, 61))
     # One request per metric, datacenter and day: 2 datacenters.
@@ -190,8 +191,7 @@ def test_terminal_hides_info_and_clears_for_warning() -> None:
         root.setLevel(previous_level)
     progress.finish()
     assert screen.getvalue() == (
-        "\rprogress: days 0/1, metric-days 1/2 (50%), points 5, requests 1, elapsed 0:00, "
-        "ETA 0:00\x1b[K"
+        "\rprogress: days 0/1, metric-days 1/2 (50%), points 5, requests 1, elapsed 0:00\x1b[K"
         "\r\x1b[KWARNING shown\n"
         "\rprogress: days 1/1, metric-days 2/2 (100%), points 10, requests 2, elapsed 0:01\x1b[K\n"
     )
@@ -203,3 +203,16 @@ def test_quiet_logs_off_terminal_changes_nothing() -> None:
     level = root.level
     with progress.quiet_logs():
         assert root.level == level
+
+
+def test_eta_leaves_out_run_start() -> None:
+    clock = FakeClock()
+    progress = IngestProgress(2, 2, io.StringIO(), terminal=False, interval=60, clock=clock)
+    # The inventory takes 30 s before the first metric-day, then each takes 2 s.
+    clock.now += 30
+    progress.record(DAY, "a", rows=1, requests=1)
+    clock.now += 2
+    progress.record(DAY, "b", rows=1, requests=1)
+    assert progress.describe() == (
+        "progress: days 1/2, metric-days 2/4 (50%), points 2, requests 2, elapsed 0:32, ETA 0:04"
+    )
