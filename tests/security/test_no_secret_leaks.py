@@ -372,16 +372,25 @@ SECRET_ASSIGNMENT = re.compile(
 PLACEHOLDER = re.compile(r"""^["']?(<[^>]*>|\$\{?\w+\}?|\.\.\.|…|x+)["']?$""")
 
 
+# Letters and digits in a row, without a separator, from which a run can be a key: OVH
+# application keys have 16.
+MIN_KEY_STRETCH = 12
+
+
 def _looks_like_token(text: str) -> bool:
     # An API path such as /dedicatedCloud/pcc-1/datacenter/1/vm/42 has short segments, which
     # a random key of that length does not.
     segments = text.strip("/").split("/")
     if len(segments) >= 3 and max(len(segment) for segment in segments) <= 20:
         return False
+    # OVH keys and tokens are long runs of letters and digits. A file name such as
+    # vscope-report-D1-D2 mixes cases and digits only across short words.
+    longest = max(re.findall(r"[A-Za-z0-9]+", text), key=len, default="")
     return (
-        any(char.isupper() for char in text)
-        and any(char.islower() for char in text)
-        and any(char.isdigit() for char in text)
+        len(longest) >= MIN_KEY_STRETCH
+        and any(char.isupper() for char in longest)
+        and any(char.islower() for char in longest)
+        and any(char.isdigit() for char in longest)
     )
 
 
@@ -412,6 +421,7 @@ def test_key_patterns_match_examples() -> None:
         "OVH_CONSUMER_KEY=<your consumer key> VSCOPE_OPENTSDB_TOKEN=$TOKEN\n"
         "path tests/warehouse/test_bi_connections.py and pcc-203-0-113-10_datacenter1\n"
         "GET /dedicatedCloud/pcc-1/datacenter/1/vm/42 failed\n"
+        "report <data dir>/reports/vscope-report-D1-D2.html\n"
     )
 
     assert HEX_KEY.findall(text) == [
