@@ -181,3 +181,29 @@ def test_unreachable_api_blocks_checks() -> None:
         f"GET http://127.0.0.1:{port}/1.0/auth/time failed: connection failed: "
     )
     assert result.fix == "check OVH_ENDPOINT and that this machine reaches it (proxy, firewall)"
+
+
+def test_doctor_simulator_option(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("OVH_", "VSCOPE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("VSCOPE_DATA_DIR", str(tmp_path / "data"))
+
+    code = main(["doctor", "--simulator"])
+
+    lines = _output(capsys)
+    assert lines[0].startswith("simulator: OVH APIv6 http://127.0.0.1:")
+    assert [line.split(":")[0] for line in lines[1:-1]] == [
+        "OK    configuration",
+        "OK    clock",
+        "OK    access rules",
+        "OK    services",
+        f"OK    metrics token of {SERVICE}",
+        f"OK    OpenTSDB query of {SERVICE}",
+    ]
+    assert lines[-1] == "doctor: 6 OK, 0 warning(s), 0 failure(s)"
+    assert code == 0
+    # The simulator's variables are gone once doctor returns.
+    assert "OVH_ENDPOINT" not in os.environ
