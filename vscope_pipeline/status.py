@@ -129,9 +129,18 @@ def latest_run(dagster_home: Path) -> dict[str, Any] | None:
 
     A folder without `dagster.yaml` has no instance to read, and none is created.
     """
-    if not (dagster_home / "dagster.yaml").is_file():
+    instance_file = dagster_home / "dagster.yaml"
+    if not instance_file.is_file():
         return None
+    # Imported here because both modules import Dagster, which `vscope-pipeline sql` never needs.
     import dagster as dg
+
+    from vscope_pipeline.ingest import instance_storage_kind
+
+    # Opening a SQLite instance creates its databases, so a home that has none yet has no
+    # run to show and is left as it is.
+    if instance_storage_kind(instance_file) == "sqlite" and not _has_sqlite_runs(dagster_home):
+        return None
 
     try:
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
@@ -155,6 +164,11 @@ def latest_run(dagster_home: Path) -> dict[str, Any] | None:
         "first_day": tags.get("dagster/asset_partition_range_start"),
         "last_day": tags.get("dagster/asset_partition_range_end"),
     }
+
+
+def _has_sqlite_runs(dagster_home: Path) -> bool:
+    # Where dagster.yaml's `storage: sqlite: base_dir: $DAGSTER_HOME` keeps its run database.
+    return (dagster_home / "history" / "runs.db").is_file()
 
 
 def _timestamp(epoch: float | None) -> str | None:

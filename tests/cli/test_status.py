@@ -14,6 +14,7 @@ from tests.cli.conftest import IngestedLake
 from vscope_pipeline.cli import main
 
 SERVICE = "pcc-203-0-113-10"
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def _use_folders(monkeypatch: pytest.MonkeyPatch, data_dir: Path, dagster_home: Path) -> None:
@@ -121,3 +122,17 @@ def test_status_with_unreadable_instance(
     run_line = capsys.readouterr().out.splitlines()[7]
     assert run_line.startswith(f"last Dagster run: the instance in {home} cannot be read (")
     assert run_line.endswith("): check its dagster.yaml and, for PostgreSQL, that the server is up")
+
+
+def test_status_creates_no_instance_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(REPOSITORY / "dagster.yaml", home / "dagster.yaml")
+    _use_folders(monkeypatch, tmp_path / "data", home)
+
+    assert main(["status"]) == 0
+
+    assert capsys.readouterr().out.splitlines()[7] == f"last Dagster run: none in {home}"
+    assert sorted(path.name for path in home.iterdir()) == ["dagster.yaml"]
