@@ -19,18 +19,14 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vscope_pipeline.catalog import MetricSpec
-from vscope_pipeline.lake.layout import (
-    ROLLUP_GRAINS,
-    metric_partition_dir,
-    partition_file,
-)
+from vscope_pipeline.lake.layout import ROLLUP_GRAINS, file_key, metric_partition_key
+from vscope_pipeline.lake.location import LakeLike, LakeLocation, as_lake
 from vscope_pipeline.lake.rollup_store import write_rollup_day
 from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.staging import PRIVATE_MODES, FileModes
@@ -237,7 +233,7 @@ def _write_metric_day(
     day: dt.date,
     targets: Sequence[DatacenterTarget],
     results: Sequence[MetricDayResult],
-    data_dir: Path,
+    data_dir: LakeLike,
     modes: FileModes,
 ) -> MetricDayReport:
     tables = [result.table for result in results]
@@ -265,8 +261,9 @@ def _write_metric_day(
     report.missing_entities = sorted(expected_keys - received)
     report.unexpected_entities = sorted(received - expected_keys - shared_keys)
 
-    folder = metric_partition_dir(data_dir, spec.name, day)
-    if table.num_rows == 0 and expected_keys and _stored_rows(folder) > 0:
+    lake = as_lake(data_dir)
+    folder = lake.path(metric_partition_key(spec.name, day))
+    if table.num_rows == 0 and expected_keys and _stored_rows(lake, folder) > 0:
         # An empty response for a day already stored is an outage of the source, not a day
         # without data, so the stored points stay and the report records it.
         report.kept_stored = True
@@ -279,34 +276,40 @@ def _write_metric_day(
         )
         return report
 
-    kept = _rows_of_other_services(folder, {target.service_name for target in targets})
+    kept = _rows_of_other_services(lake, folder, {target.service_name for target in targets})
     if kept.num_rows:
         report.kept_other_service_rows = kept.num_rows
         # Sorted by service, so a file reads the same whichever services this run fetched.
         table = pa.concat_tables([table, kept.cast(table.schema)]).sort_by("service_name")
-    written = write_partition(table, folder, modes=modes)
+    written = write_partition(table, folder, filesystem=lake.filesystem, modes=modes)
     report.file_bytes = written.bytes_written
 
     # Written after the points, so a rollup never describes points that are not in the lake.
     for grain in ROLLUP_GRAINS:
         rollup = rollup_table(table, grain)
         report.rollup_file_bytes += write_rollup_day(
-            data_dir, grain, spec.name, day, rollup, modes=modes
+            lake, grain, spec.name, day, rollup, modes=modes
         ).bytes_written
     _log_report(report)
     return report
 
 
-def _rows_of_other_services(folder: Path, fetched: Collection[str]) -> pa.Table:
+def _rows_of_other_services(lake: LakeLocation, folder: str, fetched: Collection[str]) -> pa.Table:
     """Return the stored rows of `folder` whose service is not in `fetched`, or an empty table."""
-    path = partition_file(folder)
+    path = file_key(folder)
+    if not lake.is_file(path):
+        return METRIC_FILE_SCHEMA.empty_table()
     try:
         # The service column alone is cheap to read, and usually shows there is nothing to keep.
-        services = pq.read_table(path, columns=["service_name"]).column("service_name")
+        services = pq.read_table(path, columns=["service_name"], filesystem=lake.filesystem).column(
+            "service_name"
+        )
         others = set(services.unique().to_pylist()) - set(fetched)
         if not others:
             return METRIC_FILE_SCHEMA.empty_table()
-        return pq.read_table(path, filters=[("service_name", "in", sorted(others))])
+        return pq.read_table(
+            path, filters=[("service_name", "in", sorted(others))], filesystem=lake.filesystem
+        )
     except FileNotFoundError:
         return METRIC_FILE_SCHEMA.empty_table()
     except (OSError, pa.ArrowInvalid) as error:
@@ -315,11 +318,10 @@ def _rows_of_other_services(folder: Path, fetched: Collection[str]) -> pa.Table:
         return METRIC_FILE_SCHEMA.empty_table()
 
 
-def _stored_rows(folder: Path) -> int:
+def _stored_rows(lake: LakeLocation, folder: str) -> int:
     """Return the rows of the partition stored in `folder`, 0 when there is none."""
-    path = partition_file(folder)
     try:
-        return pq.read_metadata(path).num_rows
+        return pq.read_metadata(file_key(folder), filesystem=lake.filesystem).num_rows
     except (OSError, pa.ArrowInvalid):
         # No file, or one that cannot be read: nothing worth keeping.
         return 0
@@ -356,7 +358,7 @@ def collect_day(
     day: dt.date,
     targets: Sequence[DatacenterTarget],
     client_for: Callable[[str], MetricDayFetcher],
-    data_dir: Path,
+    data_dir: LakeLike,
     *,
     max_workers: int = DEFAULT_MAX_WORKERS,
     on_metric_done: Callable[[MetricDayReport], None] | None = None,

@@ -16,18 +16,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 
 from vscope_pipeline.catalog import EntityKind, MetricSpec
 from vscope_pipeline.lake.layout import (
+    file_key,
     inventory_days,
-    inventory_kind_dir,
-    metric_partition_dir,
-    partition_file,
+    inventory_partition_key,
+    metric_partition_key,
 )
+from vscope_pipeline.lake.location import LakeLike, as_lake
 from vscope_pipeline.targets import ENTITY_COLUMNS
 
 # A step longer than this many times the usual step of the metric-day counts as a gap.
@@ -76,7 +76,7 @@ class PartitionQuality:
         return self.entities_expected - len(self.missing_entities)
 
 
-def snapshot_day_for(data_dir: Path, table: str, day: dt.date) -> str | None:
+def snapshot_day_for(data_dir: LakeLike, table: str, day: dt.date) -> str | None:
     """Return the snapshot day of inventory `table` that describes `day`, or None if none."""
     days = inventory_days(data_dir, table)
     if not days:
@@ -85,15 +85,16 @@ def snapshot_day_for(data_dir: Path, table: str, day: dt.date) -> str | None:
     return on_or_before[-1] if on_or_before else days[0]
 
 
-def expected_entities(data_dir: Path, kind: EntityKind, day: dt.date) -> ExpectedEntities:
+def expected_entities(data_dir: LakeLike, kind: EntityKind, day: dt.date) -> ExpectedEntities:
     """Return the entities of `kind` that the inventory snapshot describing `day` lists."""
+    lake = as_lake(data_dir)
     table_name, column = ENTITY_COLUMNS[kind]
-    snapshot = snapshot_day_for(data_dir, table_name, day)
+    snapshot = snapshot_day_for(lake, table_name, day)
     if snapshot is None:
         return ExpectedEntities(None, frozenset(), frozenset())
-    path = partition_file(inventory_kind_dir(data_dir, table_name) / f"day={snapshot}")
+    path = lake.path(file_key(inventory_partition_key(table_name, snapshot)))
     columns = ["datacenter_label", column] + (["power_state"] if kind == "vm" else [])
-    rows = pq.read_table(path, columns=columns).to_pylist()
+    rows = pq.read_table(path, columns=columns, filesystem=lake.filesystem).to_pylist()
     listed, reporting, global_names = set(), set(), set()
     for row in rows:
         if row[column] is None:
@@ -110,8 +111,10 @@ def expected_entities(data_dir: Path, kind: EntityKind, day: dt.date) -> Expecte
     )
 
 
+# `{points}` is the stored partition: read_parquet of a local file, or an Arrow table that was
+# read from object storage through pyarrow.fs, so that no DuckDB extension is needed.
 _FIGURES_SQL = """
-WITH points AS (SELECT * FROM read_parquet($path)),
+WITH points AS (SELECT * FROM {points}),
 steps AS (
     SELECT epoch(ts - lag(ts) OVER (PARTITION BY datacenter, entity, nic ORDER BY ts)) AS step
     FROM points
@@ -130,30 +133,41 @@ SELECT
 
 def measure_partition(
     con: duckdb.DuckDBPyConnection,
-    data_dir: Path,
+    data_dir: LakeLike,
     spec: MetricSpec,
     day: dt.date,
     expected: ExpectedEntities,
 ) -> PartitionQuality:
     """Measure the stored partition of `spec` on `day`; a missing file measures as empty."""
-    path = partition_file(metric_partition_dir(data_dir, spec.name, day))
+    lake = as_lake(data_dir)
+    path = lake.path(file_key(metric_partition_key(spec.name, day)))
     received: set[str] = set()
     figures: tuple = (0, 0, 0, 0, 0, None)
-    if path.is_file():
-        parameters = {
-            "path": str(path),
+    if lake.is_file(path):
+        parameters: dict[str, object] = {
             "low": spec.min_value,
             "high": spec.max_value,
             "factor": GAP_FACTOR,
         }
-        figures = con.execute(_FIGURES_SQL, parameters).fetchone() or figures
-        received = {
-            key
-            for (key,) in con.execute(
-                "SELECT DISTINCT datacenter || '/' || entity FROM read_parquet($path)",
-                {"path": str(path)},
-            ).fetchall()
-        }
+        if lake.is_local:
+            points = "read_parquet($path)"
+            parameters["path"] = path
+        else:
+            points = "stored_points"
+            con.register(points, pq.read_table(path, filesystem=lake.filesystem))
+        try:
+            sql = _FIGURES_SQL.format(points=points)
+            figures = con.execute(sql, parameters).fetchone() or figures
+            received = {
+                key
+                for (key,) in con.execute(
+                    f"SELECT DISTINCT datacenter || '/' || entity FROM {points}",
+                    {"path": path} if lake.is_local else {},
+                ).fetchall()
+            }
+        finally:
+            if not lake.is_local:
+                con.unregister(points)
     rows, series, duplicates, out_of_range, gaps, usual_step = figures
     return PartitionQuality(
         metric=spec.name,
@@ -172,9 +186,10 @@ def measure_partition(
 
 
 def measure_days(
-    data_dir: Path, catalog: Sequence[MetricSpec], days: Sequence[dt.date]
+    data_dir: LakeLike, catalog: Sequence[MetricSpec], days: Sequence[dt.date]
 ) -> list[PartitionQuality]:
     """Measure every stored partition of `catalog` on `days`, day by day."""
+    data_dir = as_lake(data_dir)
     results = []
     with duckdb.connect() as con:
         for day in days:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import ovh.config
 
 from vscope_pipeline.catalog import CatalogError, MetricSpec, parse_extra_metric
+from vscope_pipeline.lake.location import LakeLocation, S3Connection
 from vscope_pipeline.lake.staging import FileModes, file_modes
 from vscope_pipeline.ovh.client import EndpointError, resolve_endpoint
 from vscope_pipeline.secrets import Secret
@@ -88,6 +89,13 @@ class Settings:
     opentsdb_tuning: OpenTSDBTuning = field(default_factory=OpenTSDBTuning)
     # True lets the data folder's group read new lake and warehouse files (VSCOPE_SHARE_WITH_GROUP).
     share_with_group: bool = False
+    # The lake in a bucket (VSCOPE_LAKE_URL and VSCOPE_S3_*), or None for `data_dir`.
+    lake_bucket: LakeBucket | None = None
+
+    @property
+    def lake(self) -> LakeLocation:
+        """Return where the lake is: the bucket of VSCOPE_LAKE_URL, or `data_dir`."""
+        return lake_location(self.data_dir, self.lake_bucket)
 
     @property
     def duckdb_path(self) -> Path:
@@ -268,6 +276,166 @@ def load_data_dir(environ: Mapping[str, str] | None = None) -> Path:
     return data_dir
 
 
+@dataclass(frozen=True)
+class LakeBucket:
+    """The bucket and prefix of VSCOPE_LAKE_URL and the connection to its store."""
+
+    # `bucket` or `bucket/prefix`, without scheme or trailing `/`.
+    bucket_and_prefix: str
+    connection: S3Connection
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket_and_prefix}"
+
+
+def lake_location(data_dir: Path, bucket: LakeBucket | None) -> LakeLocation:
+    """Return the lake in `bucket` if one is configured, else the lake folder `data_dir`."""
+    if bucket is None:
+        return LakeLocation.local(data_dir)
+    return LakeLocation.bucket(bucket.bucket_and_prefix, bucket.connection)
+
+
+# S3 bucket names: 3 to 63 lower-case letters, digits, dots and hyphens, starting and ending
+# with a letter or digit.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_LAKE_URL_EXAMPLE = "s3://my-bucket/vscope"
+_S3_ENDPOINT_EXAMPLE = "https://s3.gra.io.cloud.ovh.net"
+_S3_VARIABLES = (
+    "VSCOPE_S3_ENDPOINT",
+    "VSCOPE_S3_REGION",
+    "VSCOPE_S3_ACCESS_KEY_ID",
+    "VSCOPE_S3_SECRET_ACCESS_KEY",
+    "VSCOPE_S3_URL_STYLE",
+)
+
+
+def _load_lake_prefix(text: str, problems: list[str]) -> str | None:
+    parts = urlsplit(text)
+    if parts.scheme != "s3":
+        problems.append(
+            f"VSCOPE_LAKE_URL {text!r} is not an s3:// URL: set it to s3://<bucket>/<prefix>, "
+            f"e.g. {_LAKE_URL_EXAMPLE}, or leave it unset to keep the lake under VSCOPE_DATA_DIR"
+        )
+        return None
+    bucket = parts.netloc
+    prefix = parts.path.strip("/")
+    if not bucket:
+        problems.append(
+            f"VSCOPE_LAKE_URL {text!r} has no bucket: set it to s3://<bucket>/<prefix>, "
+            f"e.g. {_LAKE_URL_EXAMPLE}"
+        )
+        return None
+    if not _BUCKET_NAME.fullmatch(bucket):
+        problems.append(
+            f"VSCOPE_LAKE_URL {text!r} names the bucket {bucket!r}, which is not a valid bucket "
+            "name: use 3 to 63 lower-case letters, digits, dots or hyphens"
+        )
+        return None
+    if parts.query or parts.fragment or any(char in prefix for char in "*?[]{}\\'\"="):
+        # The DuckDB views glob under this prefix and the Hive keys are `key=value` folders.
+        problems.append(
+            f"VSCOPE_LAKE_URL {text!r} has a prefix with a character that DuckDB globs or Hive "
+            "partitioning would misread (* ? [ ] { } \\ ' \" = #): use letters, digits, "
+            "'/', '.', '_' and '-'"
+        )
+        return None
+    return f"{bucket}/{prefix}" if prefix else bucket
+
+
+def _load_s3_endpoint(environ: Mapping[str, str], problems: list[str]) -> str | None:
+    endpoint = _clean(environ, "VSCOPE_S3_ENDPOINT")
+    if endpoint is None:
+        problems.append(
+            "VSCOPE_S3_ENDPOINT is missing while VSCOPE_LAKE_URL is set: set it to the store's "
+            f"URL, e.g. {_S3_ENDPOINT_EXAMPLE}"
+        )
+        return None
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(
+            f"VSCOPE_S3_ENDPOINT {endpoint!r} is not an http(s) URL: set it to the store's URL, "
+            f"e.g. {_S3_ENDPOINT_EXAMPLE}"
+        )
+        return None
+    if parts.username or parts.password or parts.path.strip("/") or parts.query:
+        problems.append(
+            f"VSCOPE_S3_ENDPOINT {parts.scheme}://{parts.hostname} must be a bare scheme, host "
+            "and port: remove any credentials, path or query from it (the bucket goes in "
+            "VSCOPE_LAKE_URL, the keys in VSCOPE_S3_ACCESS_KEY_ID and VSCOPE_S3_SECRET_ACCESS_KEY)"
+        )
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _load_lake_bucket(environ: Mapping[str, str], problems: list[str]) -> LakeBucket | None:
+    text = _clean(environ, "VSCOPE_LAKE_URL")
+    if text is None:
+        stray = [name for name in _S3_VARIABLES if _clean(environ, name)]
+        if stray:
+            problems.append(
+                f"{', '.join(stray)} set while VSCOPE_LAKE_URL is not: set VSCOPE_LAKE_URL to "
+                f"the bucket, e.g. {_LAKE_URL_EXAMPLE}, or unset them to keep the lake under "
+                "VSCOPE_DATA_DIR"
+            )
+        return None
+    prefix = _load_lake_prefix(text, problems)
+    endpoint = _load_s3_endpoint(environ, problems)
+    region = _clean(environ, "VSCOPE_S3_REGION")
+    if region is None:
+        problems.append(
+            "VSCOPE_S3_REGION is missing while VSCOPE_LAKE_URL is set: set it to the store's "
+            "region, e.g. gra for https://s3.gra.io.cloud.ovh.net"
+        )
+    key_id = _clean(environ, "VSCOPE_S3_ACCESS_KEY_ID")
+    secret = _clean(environ, "VSCOPE_S3_SECRET_ACCESS_KEY")
+    if key_id and not secret:
+        problems.append(
+            "VSCOPE_S3_SECRET_ACCESS_KEY is missing while VSCOPE_S3_ACCESS_KEY_ID is set: set "
+            "it to the secret of that access key"
+        )
+    elif secret and not key_id:
+        problems.append(
+            "VSCOPE_S3_ACCESS_KEY_ID is missing while VSCOPE_S3_SECRET_ACCESS_KEY is set: set "
+            "it to the access key that the secret belongs to"
+        )
+    elif not key_id:
+        problems.append(
+            "VSCOPE_S3_ACCESS_KEY_ID and VSCOPE_S3_SECRET_ACCESS_KEY are missing while "
+            "VSCOPE_LAKE_URL is set: set them to an S3 access key and its secret (OVHcloud: "
+            "the S3 credentials of an Object Storage user)"
+        )
+    style = (_clean(environ, "VSCOPE_S3_URL_STYLE") or "path").lower()
+    if style not in ("path", "vhost"):
+        problems.append(
+            f"VSCOPE_S3_URL_STYLE {style!r} is invalid: expected path (bucket in the URL path, "
+            "the default) or vhost (bucket in the host name)"
+        )
+    if prefix is None or endpoint is None or region is None or not key_id or not secret:
+        return None
+    if style not in ("path", "vhost"):
+        return None
+    connection = S3Connection(
+        endpoint=endpoint,
+        region=region,
+        access_key_id=key_id,
+        secret_access_key=Secret(secret),
+        url_style="vhost" if style == "vhost" else "path",
+    )
+    return LakeBucket(prefix, connection)
+
+
+def load_lake(environ: Mapping[str, str] | None = None) -> tuple[Path, LakeBucket | None]:
+    """Return VSCOPE_DATA_DIR and the lake's bucket, for commands that only read the data."""
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    data_dir = _load_data_dir(environ, problems)
+    bucket = _load_lake_bucket(environ, problems)
+    if problems:
+        raise SettingsError(problems)
+    return data_dir, bucket
+
+
 def _load_share_with_group(environ: Mapping[str, str], problems: list[str]) -> bool:
     text = _clean(environ, "VSCOPE_SHARE_WITH_GROUP")
     if text is None:
@@ -393,6 +561,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     extra_metrics = _load_extra_metrics(environ, problems)
     opentsdb_tuning = _load_opentsdb_tuning(environ, problems)
     share_with_group = _load_share_with_group(environ, problems)
+    lake_bucket = _load_lake_bucket(environ, problems)
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -406,6 +575,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         extra_metrics=extra_metrics,
         opentsdb_tuning=opentsdb_tuning,
         share_with_group=share_with_group,
+        lake_bucket=lake_bucket,
     )
 
 

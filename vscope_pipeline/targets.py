@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from vscope_pipeline.catalog import EntityKind
 from vscope_pipeline.collect import DatacenterTarget
 from vscope_pipeline.lake.layout import latest_inventory_file
+from vscope_pipeline.lake.location import LakeLike, as_lake
 
 # Inventory table, and its column that contains the value of the entity's metric tag.
 ENTITY_COLUMNS: dict[EntityKind, tuple[str, str]] = {
@@ -23,19 +23,22 @@ class MissingInventoryError(RuntimeError):
     """No inventory snapshot is stored yet, so there is nothing to plan metric queries on."""
 
 
-def load_targets(data_dir: Path) -> list[DatacenterTarget]:
+def load_targets(data_dir: LakeLike) -> list[DatacenterTarget]:
     """Return one target per datacenter of the latest snapshot, with its expected entities.
 
     Global filers have no datacenter, so they are not expected in any datacenter's series, but
     a series of theirs under any datacenter of their service is known (`shared_entities`).
     """
-    latest = latest_inventory_file(data_dir, "datacenters")
+    lake = as_lake(data_dir)
+    latest = latest_inventory_file(lake, "datacenters")
     if latest is None:
         raise MissingInventoryError(
-            f"no inventory snapshot under {data_dir}: materialize the inventory assets first "
-            "(`vscope-pipeline ingest` runs them before the metrics)"
+            f"no inventory snapshot under {lake.url(lake.root)}: materialize the inventory "
+            "assets first (`vscope-pipeline ingest` runs them before the metrics)"
         )
-    datacenters = pq.read_table(latest[1], columns=["service_name", "datacenter_label"])
+    datacenters = pq.read_table(
+        latest[1], columns=["service_name", "datacenter_label"], filesystem=lake.filesystem
+    )
     if datacenters.num_rows == 0:
         # Fetching nothing would replace every metric partition of the day with an empty file.
         raise MissingInventoryError(
@@ -48,10 +51,10 @@ def load_targets(data_dir: Path) -> list[DatacenterTarget]:
     # Global filers by service, then entity kind.
     shared: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for kind, (table_name, column) in ENTITY_COLUMNS.items():
-        found = latest_inventory_file(data_dir, table_name)
+        found = latest_inventory_file(lake, table_name)
         if found is None:
             continue
-        table = pq.read_table(found[1])
+        table = pq.read_table(found[1], filesystem=lake.filesystem)
         # A VM that is not powered on sends no metrics, so it is not expected to.
         running = (
             [state == "poweredOn" for state in table.column("power_state").to_pylist()]

@@ -86,7 +86,7 @@ def test_latest_inventory_file_picks_newest_day(tmp_path: Path) -> None:
     _touch_partition(tmp_path, "vms", "day=2024-05-01")
     _touch_partition(tmp_path, "hosts", "day=2024-06-01")
 
-    assert latest_inventory_file(tmp_path, "vms") == ("2024-05-02", newest)
+    assert latest_inventory_file(tmp_path, "vms") == ("2024-05-02", str(newest))
 
 
 def test_latest_inventory_file_skips_odd_folders(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_latest_inventory_file_skips_odd_folders(tmp_path: Path) -> None:
     _touch_partition(tmp_path, "vms", "day=latest")
     _touch_partition(tmp_path, "vms", "snapshot=2024-06-01")
 
-    assert latest_inventory_file(tmp_path, "vms") == ("2024-05-01", valid)
+    assert latest_inventory_file(tmp_path, "vms") == ("2024-05-01", str(valid))
 
 
 def test_latest_inventory_file_none_without_files(tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ from dagster import AssetExecutionContext
 from vscope_pipeline.collect import ServiceFailure, ServicesFailedError, services_failed_message
 from vscope_pipeline.defs.ownership import ASSET_OWNERS
 from vscope_pipeline.defs.resources import OvhApiResource, VScopeSettingsResource
-from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_partition_dir, partition_file
+from vscope_pipeline.lake.layout import INVENTORY_KINDS, file_key, inventory_partition_key
+from vscope_pipeline.lake.location import LakeLike, as_lake
 from vscope_pipeline.lake.writer import write_partition
 
 log = logging.getLogger(__name__)
@@ -63,17 +64,23 @@ def inventory_failures(metadata: dict[str, object]) -> list[ServiceFailure]:
 
 
 def keep_failed_service_rows(
-    table: pa.Table, folder: Path, failed_services: Collection[str]
+    table: pa.Table, folder: str | Path, failed_services: Collection[str], lake: LakeLike = "/"
 ) -> tuple[pa.Table, int]:
     """Add to `table` the rows of `failed_services` stored in `folder`; return it and their count.
 
-    A stored file that is missing, unreadable or of another schema adds nothing.
+    `folder` is a path of `lake`'s file system (any local path with the default). A stored file
+    that is missing, unreadable or of another schema adds nothing.
     """
-    path = partition_file(folder)
-    if not failed_services or not path.is_file():
+    location = as_lake(lake)
+    path = file_key(str(folder))
+    if not failed_services or not location.is_file(path):
         return table, 0
     try:
-        kept = pq.read_table(path, filters=[("service_name", "in", sorted(failed_services))])
+        kept = pq.read_table(
+            path,
+            filters=[("service_name", "in", sorted(failed_services))],
+            filesystem=location.filesystem,
+        )
         kept = kept.select(table.schema.names).cast(table.schema)
     except (OSError, KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         log.warning(
@@ -124,9 +131,12 @@ def inventory_snapshot(
         raise ServicesFailedError(services_failed_message(failures, len(failures)))
 
     for kind, fresh in snapshot.tables.items():
-        folder = inventory_partition_dir(settings.data_dir, kind, day)
-        table, kept_rows = keep_failed_service_rows(fresh, folder, failed)
-        written = write_partition(table, folder, modes=settings.file_modes)
+        lake = settings.lake
+        folder = lake.path(inventory_partition_key(kind, day))
+        table, kept_rows = keep_failed_service_rows(fresh, folder, failed, lake)
+        written = write_partition(
+            table, folder, filesystem=lake.filesystem, modes=settings.file_modes
+        )
         skipped = snapshot.stats.skipped_not_found.get(kind, ())
         enum_values = snapshot.stats.unknown_enum_values.get(kind, {})
         nulled = snapshot.stats.nulled_fields.get(kind, {})
@@ -146,7 +156,7 @@ def inventory_snapshot(
             table.num_rows,
             kept_rows,
             len(skipped),
-            folder,
+            lake.url(folder),
         )
         yield dg.MaterializeResult(
             asset_key=INVENTORY_KEYS[kind],
@@ -157,7 +167,7 @@ def inventory_snapshot(
                 "skipped_not_found": len(skipped),
                 "skipped_ids": dg.MetadataValue.json([str(key) for key in skipped][:50]),
                 "file_bytes": written.bytes_written,
-                "path": dg.MetadataValue.path(str(folder)),
+                "path": dg.MetadataValue.path(lake.url(folder)),
                 "requests": snapshot.stats.requests,
                 "retries": snapshot.stats.retries,
                 "unknown_enum_values": odd_values,

@@ -117,7 +117,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult]:
         settings = vscope_settings.settings
         catalog = metrics_of_kind(build_catalog(settings.extra_metrics), kind)
-        all_targets = load_targets(settings.data_dir)
+        all_targets = load_targets(settings.lake)
         days = days_in_window(context.partition_time_window)
         services = {target.service_name for target in all_targets}
         clients, token_failures = open_service_clients(services, opentsdb.client_for)
@@ -163,13 +163,13 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 day,
                 targets,
                 clients.__getitem__,
-                settings.data_dir,
+                settings.lake,
                 max_workers=settings.opentsdb_tuning.max_concurrency,
                 on_metric_done=log_metric,
                 modes=settings.file_modes,
             )
 
-        qualities = measure_days(settings.data_dir, catalog, days)
+        qualities = measure_days(settings.lake, catalog, days)
         missing = sorted({key for report in reports for key in report.missing_entities})
         unexpected = sorted({key for report in reports for key in report.unexpected_entities})
         yield dg.MaterializeResult(

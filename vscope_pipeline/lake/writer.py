@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +40,9 @@ class PartitionWrite:
     path: str
     rows: int
     bytes_written: int
+    # Conditional writes tried for a rollup object on S3: more than 1 when another writer
+    # changed the object between its read and its write.
+    attempts: int = 1
 
 
 def write_partition(
@@ -52,45 +54,33 @@ def write_partition(
 ) -> PartitionWrite:
     """Write `table` as `<folder>/data.parquet`, replacing any previous file in one step.
 
-    The table is first written to a temporary name in the same folder. That name does not end
-    in `.parquet`, so `**/*.parquet` readers never see a half-written file. The temporary file
-    then replaces `data.parquet`:
-    - on the local file system with `os.replace`, an atomic rename: a reader opens either the
-      old file or the new one, never a mix;
-    - on any other `pyarrow.fs` file system with `FileSystem.move`. On S3 that is a
-      server-side copy, and an S3 object is replaced whole in one step, like a single PUT, so
-      readers see the old or the new object there too.
-    On failure the temporary file is removed and the previous partition stays as it was. A
-    zero-row table still writes a file, so re-running an emptied day replaces stale rows.
-    When the disk, the quota or the file size limit is full, the error is a `StorageFullError`
-    that names the file and what to free.
+    On the local file system the table is first written to a temporary name in the same
+    folder. That name does not end in `.parquet`, so `**/*.parquet` readers never see a
+    half-written file. The temporary file then replaces `data.parquet` with `os.replace`, an
+    atomic rename: a reader opens either the old file or the new one, never a mix. New folders
+    get `modes.folder` and the file `modes.file` (0o700 and 0o600 by default, see
+    `staging.file_modes`), the data is flushed to disk (fsync) before the rename, and temporary
+    files that a killed writer left in the folder are removed first (see
+    `staging.remove_abandoned`).
 
-    On the local file system, new folders get `modes.folder` and the file `modes.file` (0o700
-    and 0o600 by default, see `staging.file_modes`), the data is flushed to disk (fsync) before
-    the rename, and temporary files that a killed writer left in the folder are removed first
-    (see `staging.remove_abandoned`). Other file systems ignore `modes`.
+    On object storage (any other `pyarrow.fs` file system, `folder` being `bucket/prefix/...`)
+    `data.parquet` is written directly, because an object store has no rename and needs none:
+    the object appears, or is replaced, only when its single PUT or its multipart upload
+    completes, and then whole. A writer killed mid-upload leaves an incomplete multipart upload,
+    which no reader lists or opens, and the previous object stays readable. A temporary object
+    and a server-side copy would only add a second, non-atomic step. `modes` does not apply.
 
-    `folder` is a local path by default, or a path of `filesystem` (for S3, `bucket/prefix`).
+    On failure the previous partition stays as it was. A zero-row table still writes a file, so
+    re-running an emptied day replaces stale rows. When the local disk, the quota or the file
+    size limit is full, the error is a `StorageFullError` that names the file and what to free.
     """
     if filesystem is None or isinstance(filesystem, pafs.LocalFileSystem):
         return _write_local(table, Path(os.path.abspath(os.fspath(folder))), modes)
 
-    folder_path = os.fspath(folder).rstrip("/")
-    target = f"{folder_path}/{PARTITION_FILE}"
-    temporary = f"{folder_path}/{TEMPORARY_PREFIX}{uuid.uuid4().hex}.tmp"
-    try:
-        filesystem.create_dir(folder_path, recursive=True)
-        try:
-            with filesystem.open_output_stream(temporary) as sink:
-                _write_parquet(table, sink)
-            size = filesystem.get_file_info(temporary).size
-            filesystem.move(temporary, target)
-        except BaseException:
-            _remove_temporary(filesystem, temporary)
-            raise
-    except OSError as error:
-        _raise_if_storage_full(error, target, folder_path)
-        raise
+    target = f"{os.fspath(folder).rstrip('/')}/{PARTITION_FILE}"
+    with filesystem.open_output_stream(target) as sink:
+        _write_parquet(table, sink)
+        size = sink.tell()
     return _written(target, table, size)
 
 
@@ -150,17 +140,16 @@ def _written(target: str, table: pa.Table, size: int | None) -> PartitionWrite:
     return PartitionWrite(path=target, rows=table.num_rows, bytes_written=int(size or 0))
 
 
+def parquet_bytes(table: pa.Table) -> bytes:
+    """Return `table` encoded as the lake's Parquet files are, for a write through boto3."""
+    sink = pa.BufferOutputStream()
+    _write_parquet(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
 def _string_columns(schema: pa.Schema) -> list[str]:
     return [
         field.name
         for field in schema
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
     ]
-
-
-def _remove_temporary(filesystem: pafs.FileSystem, path: str) -> None:
-    try:
-        if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
-            filesystem.delete_file(path)
-    except OSError as exc:
-        log.warning("could not remove the temporary file %s: %s", path, exc)
