@@ -25,9 +25,10 @@ from vscope_pipeline.progress import (
     start_progress,
 )
 from vscope_pipeline.report.command import add_report_parser, run_report
-from vscope_pipeline.settings import SettingsError, load_data_dir, load_settings
+from vscope_pipeline.settings import SettingsError, load_data_dir, load_lake, load_settings
 from vscope_pipeline.status import STATUS_FORMATS, build_status, render_json, render_table
 from vscope_pipeline.textable import format_csv, format_json, format_markdown, format_table
+from vscope_pipeline.warehouse.duckdb_s3 import HttpfsUnavailableError, prepare_session
 
 log = logging.getLogger("vscope_pipeline")
 
@@ -347,7 +348,8 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     if not args.query.strip():
         print("error: the query is empty: give a SQL statement such as 'SELECT 1'", file=sys.stderr)
         return 2
-    database = load_data_dir() / DUCKDB_FILE
+    data_dir, bucket = load_lake()
+    database = data_dir / DUCKDB_FILE
     if not database.exists():
         print(
             f"error: {database} does not exist yet: run `vscope-pipeline ingest` "
@@ -359,6 +361,12 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     if max_rows is None and args.format in ("table", "markdown"):
         max_rows = DEFAULT_MAX_ROWS
     with duckdb.connect(str(database), read_only=True) as con:
+        try:
+            # A lake in a bucket needs httpfs and this session's own S3 secret.
+            prepare_session(con, bucket.connection if bucket else None)
+        except HttpfsUnavailableError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         # Partition days are UTC days, so times print, and cast to dates, in UTC too.
         con.execute("SET TimeZone = 'UTC'")
         try:

@@ -259,7 +259,7 @@ def test_snapshot_files_skip_invalid_days(tmp_path):
     (tmp_path / "inventory" / "kind=hosts" / "day=latest").mkdir()
 
     assert snapshot_files(tmp_path, "hosts") == [
-        inventory_partition_dir(tmp_path, "hosts", day) / "data.parquet" for day in (D1, D2)
+        str(inventory_partition_dir(tmp_path, "hosts", day) / "data.parquet") for day in (D1, D2)
     ]
     assert snapshot_files(tmp_path, "vms") == []
 

@@ -6,7 +6,6 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 from dagster import AssetExecutionContext
 
 from vscope_pipeline.catalog import ENTITY_KINDS, build_catalog
@@ -14,7 +13,9 @@ from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS
 from vscope_pipeline.defs.metric_assets import metric_asset_key
 from vscope_pipeline.defs.ownership import ASSET_OWNERS
 from vscope_pipeline.defs.resources import VScopeSettingsResource
+from vscope_pipeline.lake.location import S3Connection
 from vscope_pipeline.warehouse.build import build_warehouse
+from vscope_pipeline.warehouse.duckdb_s3 import open_warehouse
 from vscope_pipeline.warehouse.named_views import NAMED_VIEW_SPECS
 
 WAREHOUSE_KEY = dg.AssetKey(["warehouse", "vscope_duckdb"])
@@ -46,7 +47,10 @@ def vscope_duckdb(
 ) -> dg.MaterializeResult:
     settings = vscope_settings.settings
     summary = build_warehouse(
-        settings.data_dir, build_catalog(settings.extra_metrics), modes=settings.file_modes
+        settings.data_dir,
+        build_catalog(settings.extra_metrics),
+        modes=settings.file_modes,
+        lake=settings.lake,
     )
     context.log.info("published %s with %s", summary.path, summary.row_counts)
     return dg.MaterializeResult(
@@ -58,12 +62,15 @@ def vscope_duckdb(
     )
 
 
-def count_duplicate_rows(database: Path, days: int = RECENT_DAYS_CHECKED) -> int:
+def count_duplicate_rows(
+    database: Path, days: int = RECENT_DAYS_CHECKED, s3: S3Connection | None = None
+) -> int:
     """Count the rows of `metric_points` that repeat the key of another row.
 
-    Only the last `days` days stored are read. A key present 3 times counts 2.
+    Only the last `days` days stored are read. A key present 3 times counts 2. `s3` is the
+    connection to the lake's bucket, None for a local lake.
     """
-    with duckdb.connect(str(database), read_only=True) as con:
+    with open_warehouse(database, s3) as con:
         row = con.execute(
             """
             WITH recent AS (
@@ -84,7 +91,8 @@ def count_duplicate_rows(database: Path, days: int = RECENT_DAYS_CHECKED) -> int
     f"over the last {RECENT_DAYS_CHECKED} days stored.",
 )
 def metric_points_unique(vscope_settings: VScopeSettingsResource) -> dg.AssetCheckResult:
-    duplicates = count_duplicate_rows(vscope_settings.settings.duckdb_path)
+    settings = vscope_settings.settings
+    duplicates = count_duplicate_rows(settings.duckdb_path, s3=settings.lake.s3)
     return dg.AssetCheckResult(
         passed=duplicates == 0,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -92,10 +100,12 @@ def metric_points_unique(vscope_settings: VScopeSettingsResource) -> dg.AssetChe
     )
 
 
-def check_completeness(database: Path, last_complete_day: dt.date) -> dg.AssetCheckResult:
+def check_completeness(
+    database: Path, last_complete_day: dt.date, s3: S3Connection | None = None
+) -> dg.AssetCheckResult:
     """Check that every inventory table has rows and that metrics reach `last_complete_day`."""
     counts: dict[str, int] = {}
-    with duckdb.connect(str(database), read_only=True) as con:
+    with open_warehouse(database, s3) as con:
         tables = {
             name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
         }
@@ -133,16 +143,17 @@ def check_completeness(database: Path, last_complete_day: dt.date) -> dg.AssetCh
 )
 def warehouse_complete(vscope_settings: VScopeSettingsResource) -> dg.AssetCheckResult:
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    return check_completeness(vscope_settings.settings.duckdb_path, yesterday)
+    settings = vscope_settings.settings
+    return check_completeness(settings.duckdb_path, yesterday, s3=settings.lake.s3)
 
 
-def find_unmatched_series(database: Path) -> list[str]:
+def find_unmatched_series(database: Path, s3: S3Connection | None = None) -> list[str]:
     """Return the series of the last stored day that match no inventory entity, sorted.
 
     A series is `metric datacenter/entity`, with `/nic` for a per-NIC series. Every series of
     a kind whose named view is absent (no inventory snapshot of the kind) is unmatched.
     """
-    with duckdb.connect(str(database), read_only=True) as con:
+    with open_warehouse(database, s3) as con:
         views = {name for (name,) in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
         selects = []
         for spec in NAMED_VIEW_SPECS:
@@ -176,7 +187,8 @@ def find_unmatched_series(database: Path) -> list[str]:
     "entity (VM moRef, host or datastore name in its datacenter).",
 )
 def metric_points_matched(vscope_settings: VScopeSettingsResource) -> dg.AssetCheckResult:
-    unmatched = find_unmatched_series(vscope_settings.settings.duckdb_path)
+    settings = vscope_settings.settings
+    unmatched = find_unmatched_series(settings.duckdb_path, s3=settings.lake.s3)
     return dg.AssetCheckResult(
         passed=not unmatched,
         severity=dg.AssetCheckSeverity.WARN,

@@ -24,8 +24,13 @@ import duckdb
 import pyarrow as pa
 
 from vscope_pipeline.catalog import MetricSpec
-from vscope_pipeline.lake.layout import INVENTORY_KINDS, inventory_root, latest_inventory_file
-from vscope_pipeline.lake.layout import metrics_root as lake_metrics_root
+from vscope_pipeline.lake.layout import (
+    INVENTORY_DIR,
+    INVENTORY_KINDS,
+    METRICS_DIR,
+    latest_inventory_file,
+)
+from vscope_pipeline.lake.location import LakeLike, LakeLocation, as_lake
 from vscope_pipeline.lake.staging import (
     PRIVATE_MODES,
     FileModes,
@@ -34,7 +39,9 @@ from vscope_pipeline.lake.staging import (
     remove_abandoned,
 )
 from vscope_pipeline.lake.storage_full import storage_full_error, storage_full_reason
+from vscope_pipeline.warehouse.duckdb_s3 import HttpfsUnavailableError, prepare_session
 from vscope_pipeline.warehouse.history import create_history_tables
+from vscope_pipeline.warehouse.lake_sql import has_files, sql_string
 from vscope_pipeline.warehouse.named_views import create_named_views
 from vscope_pipeline.warehouse.rollup_views import RollupReadError, create_rollup_views
 
@@ -74,15 +81,15 @@ def _first_line(error: duckdb.Error) -> str:
     return str(error).strip().splitlines()[0]
 
 
-def _metric_read_error(data_dir: Path, error: duckdb.Error) -> WarehouseBuildError:
+def _metric_read_error(lake: LakeLocation, error: duckdb.Error) -> WarehouseBuildError:
     return WarehouseBuildError(
-        f"failed to read the metric partitions under {lake_metrics_root(data_dir)}: "
+        f"failed to read the metric partitions under {lake.url(lake.path(METRICS_DIR))}: "
         f"{_first_line(error)}. Re-materialize the metric partition that it names."
     )
 
 
 def _count_rows(
-    con: duckdb.DuckDBPyConnection, data_dir: Path, tables: Sequence[str]
+    con: duckdb.DuckDBPyConnection, lake: LakeLocation, tables: Sequence[str]
 ) -> dict[str, int]:
     counts = {}
     for name in tables:
@@ -90,26 +97,24 @@ def _count_rows(
             row = con.execute(f"SELECT count(*) FROM {name}").fetchone()
         except duckdb.Error as error:
             # Creating the view reads the first file only, but counting its rows reads them all.
-            raise _metric_read_error(data_dir, error) from error
+            raise _metric_read_error(lake, error) from error
         counts[name] = int(row[0]) if row else 0
     return counts
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def metric_points_sql(data_dir: Path) -> str:
+def metric_points_sql(data_dir: LakeLike) -> str:
     """Return the SELECT behind the `metric_points` view.
 
-    The path is absolute so that BI tools, whose working folder is not ours, resolve it.
-    `day` and `metric` come from the Hive folder names; their types are pinned so that DuckDB
-    does not have to guess them from the first folder it reads.
+    The path is absolute, or an `s3://` URL for a lake in a bucket, so that BI tools, whose
+    working folder is not ours, resolve it. `day` and `metric` come from the Hive folder names;
+    their types are pinned so that DuckDB does not have to guess them from the first folder it
+    reads.
     """
-    root = lake_metrics_root(data_dir)
-    if not any(root.glob("metric=*/day=*/*.parquet")):
+    lake = as_lake(data_dir)
+    root = lake.path(METRICS_DIR)
+    if not has_files(lake, root, "metric=*/day=*/*.parquet"):
         return _EMPTY_METRIC_POINTS
-    pattern = _sql_string(str(root / "metric=*" / "day=*" / "*.parquet"))
+    pattern = sql_string(lake.url(f"{root}/metric=*/day=*/*.parquet"))
     return (
         f"SELECT {METRIC_POINTS_COLUMNS} FROM read_parquet({pattern}, "
         "hive_partitioning = true, hive_types = {'metric': VARCHAR, 'day': DATE})"
@@ -132,15 +137,19 @@ def catalog_table(catalog: Sequence[MetricSpec]) -> pa.Table:
 
 
 def _create_objects(
-    con: duckdb.DuckDBPyConnection, data_dir: Path, catalog: Sequence[MetricSpec]
+    con: duckdb.DuckDBPyConnection, lake: LakeLocation, catalog: Sequence[MetricSpec]
 ) -> tuple[dict[str, str | None], list[str]]:
     """Create every object and return the snapshot day per kind and the history tables."""
     try:
-        con.execute(f"CREATE VIEW metric_points AS {metric_points_sql(data_dir)}")
-    except duckdb.Error as error:
-        raise _metric_read_error(data_dir, error) from error
+        prepare_session(con, lake.s3)
+    except HttpfsUnavailableError as error:
+        raise WarehouseBuildError(str(error)) from error
     try:
-        create_rollup_views(con, data_dir)
+        con.execute(f"CREATE VIEW metric_points AS {metric_points_sql(lake)}")
+    except duckdb.Error as error:
+        raise _metric_read_error(lake, error) from error
+    try:
+        create_rollup_views(con, lake)
     except RollupReadError as error:
         # One error type for every unreadable lake file keeps callers' handling simple.
         raise WarehouseBuildError(str(error)) from error
@@ -152,10 +161,10 @@ def _create_objects(
 
     days: dict[str, str | None] = {}
     for kind in INVENTORY_KINDS:
-        latest = latest_inventory_file(data_dir, kind)
+        latest = latest_inventory_file(lake, kind)
         if latest is None:
             days[kind] = None
-            log.warning("no inventory snapshot of %s under %s", kind, inventory_root(data_dir))
+            log.warning("no inventory snapshot of %s under %s", kind, lake.url(lake.root))
             continue
         day, path = latest
         days[kind] = day
@@ -164,18 +173,19 @@ def _create_objects(
                 # Without hive_partitioning = false, DuckDB would add `kind` and `day` columns
                 # from the folder names, and `day` would clash with metric_points.day in joins.
                 f"CREATE TABLE {kind} AS SELECT * FROM read_parquet("
-                f"{_sql_string(str(path))}, hive_partitioning = false)"
+                f"{sql_string(lake.url(path))}, hive_partitioning = false)"
             )
         except duckdb.Error as error:
             raise WarehouseBuildError(
-                f"failed to read the {kind} snapshot {path}: {_first_line(error)}. "
+                f"failed to read the {kind} snapshot {lake.url(path)}: {_first_line(error)}. "
                 "Re-materialize the inventory assets to rewrite it."
             ) from error
     try:
-        history_tables = create_history_tables(con, data_dir)
+        history_tables = create_history_tables(con, lake)
     except duckdb.Error as error:
+        inventory_url = lake.url(lake.path(INVENTORY_DIR))
         raise WarehouseBuildError(
-            f"failed to read the inventory snapshots under {inventory_root(data_dir)} for the "
+            f"failed to read the inventory snapshots under {inventory_url} for the "
             f"history tables: {_first_line(error)}. Re-materialize the snapshot day that it names."
         ) from error
     create_named_views(con, history_tables)
@@ -183,9 +193,17 @@ def _create_objects(
 
 
 def build_warehouse(
-    data_dir: Path, catalog: Sequence[MetricSpec], *, modes: FileModes = PRIVATE_MODES
+    data_dir: Path,
+    catalog: Sequence[MetricSpec],
+    *,
+    modes: FileModes = PRIVATE_MODES,
+    lake: LakeLocation | None = None,
 ) -> WarehouseSummary:
     """Rebuild `<data_dir>/vscope.duckdb` from the lake and publish it in one rename.
+
+    The lake is `lake`, by default the lake folder `data_dir`. For a lake in a bucket, the
+    build session loads httpfs and creates a TEMPORARY S3 secret (see `duckdb_s3`); the views
+    name `s3://` URLs and the published file contains no key.
 
     The new database is built in a private staging folder (mode 0o700) beside the target, so
     its write-ahead log and spill files are never readable by other users, and it is published
@@ -197,17 +215,18 @@ def build_warehouse(
     and no temporary file is left behind.
     """
     target = data_dir / WAREHOUSE_FILE
+    location = LakeLocation.local(data_dir) if lake is None else lake
     try:
         make_dirs(data_dir, mode=modes.folder)
         remove_abandoned(data_dir, STAGING_PREFIX)
         with claim_temporary_dir(data_dir, STAGING_PREFIX) as staging_dir:
             staging = staging_dir / WAREHOUSE_FILE
             with duckdb.connect(str(staging)) as con:
-                days, history_tables = _create_objects(con, data_dir, catalog)
+                days, history_tables = _create_objects(con, location, catalog)
                 tables = ["metric_points", "metric_catalog"]
                 tables += [kind for kind in INVENTORY_KINDS if days[kind] is not None]
                 tables += history_tables
-                counts = _count_rows(con, data_dir, tables)
+                counts = _count_rows(con, location, tables)
                 con.execute("CHECKPOINT")
             os.chmod(staging, modes.file)
             os.replace(staging, target)

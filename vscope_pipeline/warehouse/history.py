@@ -20,12 +20,13 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import duckdb
 
-from vscope_pipeline.lake.layout import PARTITION_FILE, inventory_kind_dir
+from vscope_pipeline.lake.layout import PARTITION_FILE, inventory_kind_key
+from vscope_pipeline.lake.location import LakeLike, as_lake
 from vscope_pipeline.ovh.schemas import INVENTORY_SCHEMAS, InventoryKind
+from vscope_pipeline.warehouse.lake_sql import sql_string
 
 log = logging.getLogger(__name__)
 
@@ -89,33 +90,33 @@ HISTORY_SPECS: tuple[HistorySpec, ...] = (
 )
 
 
-def snapshot_files(data_dir: Path, kind: str) -> list[Path]:
-    """Return the `data.parquet` of every valid `day=<YYYY-MM-DD>` folder of `kind`, by day."""
+def snapshot_files(data_dir: LakeLike, kind: str) -> list[str]:
+    """Return the DuckDB URL of the `data.parquet` of every `day=<YYYY-MM-DD>` of `kind`, by day."""
+    lake = as_lake(data_dir)
+    kind_path = lake.path(inventory_kind_key(kind))
     files = []
-    for path in inventory_kind_dir(data_dir, kind).glob(f"day=*/{PARTITION_FILE}"):
-        day_text = path.parent.name.removeprefix("day=")
+    for name in lake.child_names(kind_path):
+        day_text = name.removeprefix("day=")
         # date.fromisoformat also accepts `20261116`, which is not a lake day folder.
-        if not _DAY_TEXT.fullmatch(day_text):
+        if not name.startswith("day=") or not _DAY_TEXT.fullmatch(day_text):
             continue
         try:
             date.fromisoformat(day_text)
         except ValueError:
             continue
-        files.append(path)
+        path = f"{kind_path}/{name}/{PARTITION_FILE}"
+        if lake.is_file(path):
+            files.append(lake.url(path))
     return sorted(files)
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def history_sql(spec: HistorySpec, files: list[Path], typed_rows: str) -> str:
+def history_sql(spec: HistorySpec, files: list[str], typed_rows: str) -> str:
     """Return the SELECT that computes `spec.table` from the snapshot `files`.
 
     `typed_rows` names a registered empty table with the kind's full inventory schema: the
     union by name with it gives a typed NULL column to a file written before a column existed.
     """
-    file_list = "[" + ", ".join(_sql_string(str(path)) for path in files) + "]"
+    file_list = "[" + ", ".join(sql_string(str(path)) for path in files) + "]"
     keys = ", ".join(spec.keys)
     attributes = ", ".join(spec.attributes)
     changed = " OR ".join(
@@ -165,7 +166,7 @@ ORDER BY {keys}, valid_from
 """
 
 
-def create_history_tables(con: duckdb.DuckDBPyConnection, data_dir: Path) -> list[str]:
+def create_history_tables(con: duckdb.DuckDBPyConnection, data_dir: LakeLike) -> list[str]:
     """Create each history table whose kind has at least one snapshot; return their names.
 
     Raises duckdb.Error when a snapshot file cannot be read.

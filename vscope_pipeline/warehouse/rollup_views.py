@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 
-from vscope_pipeline.lake.layout import ROLLUP_GRAINS, RollupGrain, rollup_grain_dir, rollups_root
+from vscope_pipeline.lake.layout import ROLLUP_GRAINS, ROLLUPS_DIR, RollupGrain, rollup_grain_key
+from vscope_pipeline.lake.location import LakeLike, as_lake
+from vscope_pipeline.warehouse.lake_sql import has_files, sql_string
 
 ROLLUP_VIEWS: dict[RollupGrain, str] = {"hour": "metric_hourly", "day": "metric_daily"}
 
@@ -29,24 +29,25 @@ class RollupReadError(RuntimeError):
     """A rollup file that DuckDB failed to read while creating its view."""
 
 
-def rollup_sql(data_dir: Path, grain: RollupGrain) -> str:
+def rollup_sql(data_dir: LakeLike, grain: RollupGrain) -> str:
     """Return the SELECT behind the view of one grain, a typed empty SELECT if it has no file.
 
     `metric` comes from the Hive folder name, pinned to VARCHAR as in metric_points, and `day`
     from the files, which hold one month each. Rollup folders of single days (`day=<D>`), the
     layout before month files, are not read.
     """
-    root = rollup_grain_dir(data_dir, grain)
-    if not any(root.glob("metric=*/month=*/*.parquet")):
+    lake = as_lake(data_dir)
+    root = lake.path(rollup_grain_key(grain))
+    if not has_files(lake, root, "metric=*/month=*/*.parquet"):
         return _EMPTY_ROLLUP
-    pattern = "'" + str(root / "metric=*" / "month=*" / "*.parquet").replace("'", "''") + "'"
+    pattern = sql_string(lake.url(f"{root}/metric=*/month=*/*.parquet"))
     return (
         f"SELECT {ROLLUP_COLUMNS} FROM read_parquet({pattern}, "
         "hive_partitioning = true, hive_types = {'metric': VARCHAR, 'month': VARCHAR})"
     )
 
 
-def create_rollup_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> list[str]:
+def create_rollup_views(con: duckdb.DuckDBPyConnection, data_dir: LakeLike) -> list[str]:
     """Create `metric_hourly` and `metric_daily` and return their names.
 
     Raises RollupReadError, naming the rollup folder, when DuckDB fails to read a rollup file.
@@ -57,8 +58,13 @@ def create_rollup_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> list[
         except duckdb.Error as error:
             message = str(error).strip().splitlines()[0]
             raise RollupReadError(
-                f"failed to read the rollup partitions under {rollups_root(data_dir)}: "
+                f"failed to read the rollup partitions under {_rollups_url(data_dir)}: "
                 f"{message}. Re-materialize the metric partition that it names; its rollups "
                 "are rewritten with it."
             ) from error
     return [ROLLUP_VIEWS[grain] for grain in ROLLUP_GRAINS]
+
+
+def _rollups_url(data_dir: LakeLike) -> str:
+    lake = as_lake(data_dir)
+    return lake.url(lake.path(ROLLUPS_DIR))
