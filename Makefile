@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: venv test lint typecheck pytest demo dev bench soak screenshots clean
+.PHONY: venv httpfs-venv test lint typecheck pytest demo dev bench soak screenshots clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -19,6 +19,23 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	touch $@
 
 venv: $(VENV)/.synced
+
+# A second environment whose DuckDB can read s3:// URLs without downloading anything: the
+# `duckdb-extension-httpfs` package ships DuckDB's httpfs binary for DuckDB 1.5.5 only, while
+# the product runs the DuckDB of uv.lock. tests/s3 runs the warehouse build over a bucket in
+# it. The other packages are the locked ones, without the project and its dev group.
+HTTPFS_VENV := .venv-httpfs
+HTTPFS_DUCKDB := duckdb==1.5.5 duckdb-extension-httpfs==1.5.5
+
+$(HTTPFS_VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing $(HTTPFS_VENV)
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --quiet \
+		| grep -v '^duckdb==' > $(HTTPFS_VENV)/requirements.txt
+	$(UV) pip install --quiet --python $(HTTPFS_VENV)/bin/python \
+		-r $(HTTPFS_VENV)/requirements.txt $(HTTPFS_DUCKDB)
+	touch $@
+
+httpfs-venv: $(HTTPFS_VENV)/.synced
 
 # VSCOPE_DAGSTER_STORAGE=postgres selects the PostgreSQL instance file (docs/postgres.md).
 INSTANCE_FILE := $(if $(filter postgres,$(VSCOPE_DAGSTER_STORAGE)),dagster.postgres.yaml,dagster.yaml)
@@ -34,7 +51,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy vscope_pipeline bench
 
-pytest: venv
+pytest: venv httpfs-venv
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -58,4 +75,4 @@ screenshots: venv
 	$(BIN)/python -m tests.browser.screenshots
 
 clean:
-	rm -rf $(VENV) .tools $(DAGSTER_HOME)
+	rm -rf $(VENV) $(HTTPFS_VENV) .tools $(DAGSTER_HOME)
