@@ -366,7 +366,8 @@ HEX_KEY = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{32,}(?![0-9A-Za-z])")
 BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_=-]{24,}(?![A-Za-z0-9+/_=-])")
 SECRET_ASSIGNMENT = re.compile(
     r"\b(OVH_APPLICATION_SECRET|OVH_CONSUMER_KEY|OVH_CLIENT_SECRET|VSCOPE_OPENTSDB_TOKEN|"
-    r"application_secret|consumer_key|client_secret)\s*[=:]\s*(<[^>]*>|[^\s|`]+)"
+    r"VSCOPE_S3_SECRET_ACCESS_KEY|application_secret|consumer_key|client_secret)"
+    r"\s*[=:]\s*(<[^>]*>|[^\s|`]+)"
 )
 # A documented value is a placeholder (`<secret>`, `$VAR`, `...`), never a key.
 PLACEHOLDER = re.compile(r"""^["']?(<[^>]*>|\$\{?\w+\}?|\.\.\.|…|x+)["']?$""")
