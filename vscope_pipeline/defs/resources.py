@@ -11,36 +11,25 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from vscope_pipeline.opentsdb.client import OpenTSDBClient, query_url
-from vscope_pipeline.ovh.client import build_ovh_client
+from vscope_pipeline.opentsdb.client import OpenTSDBClient
 from vscope_pipeline.ovh.inventory import InventorySnapshot, snapshot_inventory
-from vscope_pipeline.ovh.retrying import DEFAULT_BURST, DEFAULT_REQUESTS_PER_SECOND, RetryingClient
+from vscope_pipeline.ovh.retrying import RetryingClient
 from vscope_pipeline.ovh.server_time import api_server_time
-from vscope_pipeline.ovh.token import (
-    MetricsToken,
-    TokenError,
-    fetch_metrics_token,
-    find_user_id,
-)
-from vscope_pipeline.rate_limit import (
-    SharedRateLimiter,
-    default_limits_dir,
-    endpoint_key,
-    limits_folder,
-    shared_limits,
-)
+from vscope_pipeline.ovh.token import MetricsToken, TokenError
 from vscope_pipeline.secrets import Secret
+from vscope_pipeline.service_clients import (
+    ServiceEndpoint,
+    build_opentsdb_client,
+    build_retrying_ovh_client,
+    request_metrics_token,
+)
 from vscope_pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
-
-# A TCP connection that takes longer than this to open is not coming.
-CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 class VScopeSettingsResource(dg.ConfigurableResource):
@@ -70,20 +59,7 @@ class OvhApiResource(dg.ConfigurableResource):
 
     def _ovh_client(self) -> RetryingClient:
         if self._client is None:
-            credentials = self.config.settings.ovh
-            client = build_ovh_client(
-                credentials.endpoint,
-                application_key=credentials.application_key,
-                application_secret=_reveal(credentials.application_secret),
-                consumer_key=_reveal(credentials.consumer_key),
-                client_id=credentials.client_id,
-                client_secret=_reveal(credentials.client_secret),
-            )
-            folder = limits_folder(
-                default_limits_dir(), endpoint_key("ovh-api", credentials.endpoint)
-            )
-            limiter = SharedRateLimiter(folder / "rate", DEFAULT_REQUESTS_PER_SECOND, DEFAULT_BURST)
-            self._client = RetryingClient(client, rate_limiter=limiter)
+            self._client = build_retrying_ovh_client(self.config.settings.ovh)
         return self._client
 
     def api_client(self) -> RetryingClient:
@@ -104,13 +80,7 @@ class OvhApiResource(dg.ConfigurableResource):
         )
 
     def metrics_token(self, service_name: str) -> MetricsToken:
-        settings = self.config.settings
-        client = self._ovh_client()
-        user_id = settings.user_id
-        if user_id is None:
-            assert settings.user_login is not None
-            user_id = find_user_id(client, service_name, settings.user_login)
-        return fetch_metrics_token(client, service_name, user_id)
+        return request_metrics_token(self._ovh_client(), self.config.settings, service_name)
 
 
 class OpenTSDBResource(dg.ConfigurableResource):
@@ -123,6 +93,7 @@ class OpenTSDBResource(dg.ConfigurableResource):
 
     ovh_api: OvhApiResource
     _clients: dict[str, OpenTSDBClient] = PrivateAttr(default_factory=dict)
+    _endpoints: dict[str, ServiceEndpoint] = PrivateAttr(default_factory=dict)
     _token_errors: dict[str, TokenError] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -153,26 +124,17 @@ class OpenTSDBResource(dg.ConfigurableResource):
                     def refresh_token() -> Secret:
                         return self.ovh_api.metrics_token(service_name).token
 
-                tuning = settings.opentsdb_tuning
                 log.info("OpenTSDB endpoint for %s: %s", service_name, url)
-                # Keyed by host and port, so the services of one endpoint share its limits.
-                limits = shared_limits(
-                    default_limits_dir(),
-                    endpoint_key("opentsdb", urlsplit(query_url(url)).netloc),
-                    max_concurrency=tuning.max_concurrency,
-                    rate=tuning.rate_limit,
-                )
-                self._clients[service_name] = OpenTSDBClient(
-                    url,
-                    token,
-                    timeout=(CONNECT_TIMEOUT_SECONDS, tuning.read_timeout),
-                    max_concurrency=tuning.max_concurrency,
-                    rate_limit=tuning.rate_limit,
-                    downsample=tuning.downsample,
-                    refresh_token=refresh_token,
-                    shared_limits=limits,
+                self._endpoints[service_name] = ServiceEndpoint(url, token)
+                self._clients[service_name] = build_opentsdb_client(
+                    settings, url, token, refresh_token
                 )
             return self._clients[service_name]
+
+    def endpoint_for(self, service_name: str) -> ServiceEndpoint:
+        """Return the endpoint and token of a service whose client `client_for` returned."""
+        with self._lock:
+            return self._endpoints[service_name]
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close_clients()
@@ -182,11 +144,8 @@ class OpenTSDBResource(dg.ConfigurableResource):
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+        self._endpoints.clear()
         self._token_errors.clear()
-
-
-def _reveal(secret: object) -> str | None:
-    return None if secret is None else secret.reveal()  # type: ignore[attr-defined]
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
