@@ -9,12 +9,18 @@ only the rows of the services fetched this time and keeps the stored rows of the
 service whose token or inventory failed in this run is not fetched, so its earlier rows stay
 and the day's file never loses them. A service dropped from the selection keeps its stored
 rows too: they are still true for that day.
+
+Services are isolated within a day too: when the OpenTSDB requests of one service fail after
+their retries, that service's later requests of the day are skipped and its stored rows are
+kept, while the other services' partitions are written. `collect_day` then raises
+`MetricsFailedError`, which names the failed services and carries the reports of the day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +38,7 @@ from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.staging import PRIVATE_MODES, FileModes
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.opentsdb.client import MetricDayResult
+from vscope_pipeline.opentsdb.errors import OpenTSDBError
 from vscope_pipeline.opentsdb.results import DecodeStats
 from vscope_pipeline.ovh.errors import OvhRequestError, OvhResponseError
 from vscope_pipeline.ovh.token import TokenError
@@ -72,6 +79,10 @@ class ServicesFailedError(RuntimeError):
     """Some services failed; raised after the data of the other services are stored."""
 
 
+# The stage of a ServiceFailure whose OpenTSDB requests failed after their retries.
+OPENTSDB_STAGE = "OpenTSDB"
+
+
 def services_failed_message(failures: Sequence[ServiceFailure], service_count: int) -> str:
     """Return one message that names each failed service, where it failed and why.
 
@@ -92,6 +103,87 @@ def services_failed_message(failures: Sequence[ServiceFailure], service_count: i
         f"the other services are stored. Fix the cause, then run the same days again to fill "
         f"the failed services: {listed}"
     )
+
+
+class MetricsFailedError(ServicesFailedError):
+    """The OpenTSDB requests of some or all services failed during a day.
+
+    `reports` are the metric-days written for the other services, and `failures` the failed
+    services with the first error of each.
+    """
+
+    def __init__(
+        self, message: str, failures: Sequence[ServiceFailure], reports: Sequence[MetricDayReport]
+    ) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
+        self.reports = list(reports)
+
+
+class DayFailures:
+    """The services of one day whose OpenTSDB requests failed, each with its first failure.
+
+    A pool thread whose request failed marks its service at once, so that the requests of that
+    service not yet sent are skipped. The collecting thread adds the failure itself when it
+    reaches that metric, so failures are recorded in catalogue order.
+    """
+
+    def __init__(self, targets: Sequence[DatacenterTarget]) -> None:
+        self.services = {target.service_name for target in targets}
+        self._failures: dict[str, ServiceFailure] = {}
+        self._errors: list[BaseException] = []
+        self._marked: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def failures(self) -> list[ServiceFailure]:
+        with self._lock:
+            return sorted(self._failures.values(), key=lambda failure: failure.service_name)
+
+    def add(self, failure: ServiceFailure, error: BaseException | None = None) -> None:
+        """Record a service's failure; a later failure of the same service adds nothing."""
+        with self._lock:
+            if failure.service_name in self._failures:
+                return
+            self._failures[failure.service_name] = failure
+            if error is not None:
+                self._errors.append(error)
+        log.error(
+            "the OpenTSDB requests of dedicatedCloud service %s failed, so its other metrics "
+            "of the day are not fetched and its stored rows are kept: %s",
+            failure.service_name,
+            failure.reason,
+        )
+
+    def mark(self, service_name: str) -> None:
+        """Skip the requests of `service_name` sent from now on."""
+        with self._lock:
+            self._marked.add(service_name)
+
+    def has_failed(self, service_name: str) -> bool:
+        with self._lock:
+            return service_name in self._failures or service_name in self._marked
+
+    def alive(self, targets: Sequence[DatacenterTarget]) -> list[DatacenterTarget]:
+        """Return the targets whose service has not failed."""
+        with self._lock:
+            return [target for target in targets if target.service_name not in self._failures]
+
+    def raise_if_all_failed(self, reports: Sequence[MetricDayReport]) -> None:
+        """Raise once every service failed: with one service, its own error as it was raised."""
+        with self._lock:
+            if not self.services or not self.services <= set(self._failures):
+                return
+            errors = list(self._errors)
+        if len(self.services) == 1 and len(errors) == 1:
+            raise errors[0]
+        self.raise_if_any(reports)
+
+    def raise_if_any(self, reports: Sequence[MetricDayReport]) -> None:
+        failures = self.failures
+        if failures:
+            message = services_failed_message(failures, len(self.services))
+            raise MetricsFailedError(message, failures, reports)
 
 
 def open_service_clients(
@@ -207,16 +299,18 @@ def _series_keys(table: pa.Table) -> set[str]:
     }
 
 
-def _submit(
+def _fetch_unless_failed(
+    client_for: Callable[[str], MetricDayFetcher],
     spec: MetricSpec,
     day: dt.date,
-    targets: Sequence[DatacenterTarget],
-    client_for: Callable[[str], MetricDayFetcher],
-    executor: ThreadPoolExecutor,
-) -> list[Future[MetricDayResult]]:
-    return [
-        executor.submit(
-            client_for(target.service_name).fetch_metric_day,
+    target: DatacenterTarget,
+    failures: DayFailures,
+) -> MetricDayResult | None:
+    """Fetch one metric of one datacenter, or return None when its service already failed."""
+    if failures.has_failed(target.service_name):
+        return None
+    try:
+        return client_for(target.service_name).fetch_metric_day(
             spec,
             target.service_name,
             target.datacenter_label,
@@ -224,8 +318,47 @@ def _submit(
             # Needed only when the server does not group by entity and each is asked for.
             target.expected_entities.get(spec.entity_kind, frozenset()),
         )
+    except OpenTSDBError:
+        failures.mark(target.service_name)
+        raise
+
+
+def _submit(
+    spec: MetricSpec,
+    day: dt.date,
+    targets: Sequence[DatacenterTarget],
+    client_for: Callable[[str], MetricDayFetcher],
+    executor: ThreadPoolExecutor,
+    failures: DayFailures,
+) -> list[Future[MetricDayResult | None]]:
+    return [
+        executor.submit(_fetch_unless_failed, client_for, spec, day, target, failures)
         for target in targets
     ]
+
+
+def _fetched_services(
+    spec: MetricSpec,
+    targets: Sequence[DatacenterTarget],
+    futures: Sequence[Future[MetricDayResult | None]],
+    failures: DayFailures,
+) -> tuple[list[DatacenterTarget], list[MetricDayResult]]:
+    """Wait for one metric's requests; return the targets and results of the intact services.
+
+    A service is intact when every one of its datacenters was fetched. The stored rows of
+    the others are kept whole, because a partition replaces the rows of a service at once.
+    """
+    results: list[tuple[DatacenterTarget, MetricDayResult | None]] = []
+    for target, future in zip(targets, futures, strict=True):
+        try:
+            results.append((target, future.result()))
+        except OpenTSDBError as error:
+            failure = ServiceFailure(target.service_name, OPENTSDB_STAGE, str(error))
+            failures.add(failure, error)
+            results.append((target, None))
+    broken = {target.service_name for target, result in results if result is None}
+    kept = [(target, result) for target, result in results if target.service_name not in broken]
+    return [target for target, _ in kept], [result for _, result in kept if result is not None]
 
 
 def _write_metric_day(
@@ -367,23 +500,29 @@ def collect_day(
     """Fetch and write every metric of `catalog` for one day; return one report per metric.
 
     Every (metric, datacenter) request is queued at once on a bounded pool, and each metric's
-    partition is written as soon as its own requests are done. A failed request fails the
-    day before the failing metric's partition is touched.
+    partition is written as soon as its own requests are done.
 
-    NOTE: that failure stops every service, not only the one whose request failed. Services
-    are isolated only before this call, when their token or inventory fails.
+    An OpenTSDB error of a service, after its retries, fails that service for the rest of the
+    day: its stored rows are kept and its later requests skipped, the other services' partitions
+    are written, and `MetricsFailedError` is raised at the end. When every service has failed,
+    the day stops before the failing metric's partition is touched, and with one service its
+    own error is raised. Any other error stops the day in the same way.
     """
-    reports = []
+    reports: list[MetricDayReport] = []
+    failures = DayFailures(targets)
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="opentsdb") as pool:
-        pending = deque((spec, _submit(spec, day, targets, client_for, pool)) for spec in catalog)
+        pending = deque(
+            (spec, _submit(spec, day, targets, client_for, pool, failures)) for spec in catalog
+        )
         try:
             while pending:
                 # Popping drops the queue's reference to a written metric's tables, so a day
                 # holds in memory only the metrics fetched but not yet written.
                 spec, futures = pending.popleft()
-                results = [future.result() for future in futures]
+                fetched, results = _fetched_services(spec, targets, futures, failures)
                 del futures
-                report = _write_metric_day(spec, day, targets, results, data_dir, modes)
+                failures.raise_if_all_failed(reports)
+                report = _write_metric_day(spec, day, fetched, results, data_dir, modes)
                 del results
                 reports.append(report)
                 if on_metric_done is not None:
@@ -393,4 +532,5 @@ def collect_day(
                 for future in futures:
                     future.cancel()
             raise
+    failures.raise_if_any(reports)
     return reports
