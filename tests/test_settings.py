@@ -279,3 +279,17 @@ def test_extra_metric_unit_with_odd_characters_kept():
     assert spec.unit == "'µs; x'"
     assert spec.min_value is None
     assert spec.max_value is None
+
+
+def test_workers_default_and_value():
+    assert load_settings(KEYS).workers == 1
+    assert load_settings({**KEYS, "VSCOPE_WORKERS": " 4 "}).workers == 4
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "65"])
+def test_workers_invalid(value):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**KEYS, "VSCOPE_WORKERS": value})
+    assert caught.value.problems == [
+        f"VSCOPE_WORKERS {value!r} is invalid: expected an integer from 1 to 64 (default 1)"
+    ]

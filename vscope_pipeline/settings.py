@@ -91,6 +91,8 @@ class Settings:
     share_with_group: bool = False
     # The lake in a bucket (VSCOPE_LAKE_URL and VSCOPE_S3_*), or None for `data_dir`.
     lake_bucket: LakeBucket | None = None
+    # Processes that fetch, decode and write the metric-days of a run (VSCOPE_WORKERS).
+    workers: int = 1
 
     @property
     def lake(self) -> LakeLocation:
@@ -546,6 +548,25 @@ def _load_opentsdb_tuning(environ: Mapping[str, str], problems: list[str]) -> Op
     )
 
 
+# More processes than this only add memory: each decodes and writes a whole metric-day, and the
+# shared OpenTSDB request slots bound the fetches of all of them together.
+MAX_WORKERS = 64
+
+
+def _load_workers(environ: Mapping[str, str], problems: list[str]) -> int:
+    return int(
+        _number(
+            environ,
+            "VSCOPE_WORKERS",
+            1,
+            low=1,
+            high=MAX_WORKERS,
+            integer=True,
+            problems=problems,
+        )
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from `environ` (default: the process environment).
 
@@ -562,6 +583,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     opentsdb_tuning = _load_opentsdb_tuning(environ, problems)
     share_with_group = _load_share_with_group(environ, problems)
     lake_bucket = _load_lake_bucket(environ, problems)
+    workers = _load_workers(environ, problems)
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -576,6 +598,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         opentsdb_tuning=opentsdb_tuning,
         share_with_group=share_with_group,
         lake_bucket=lake_bucket,
+        workers=workers,
     )
 
 

@@ -48,7 +48,7 @@ TOKEN_MISSING = (
 
 def _failed_run_error(*failures: str) -> str:
     return (
-        "metrics__filer_metric_points: vscope_pipeline.collect.ServicesFailedError: "
+        "warehouse__vscope_duckdb: vscope_pipeline.collect.ServicesFailedError: "
         f"{len(failures)} of 2 dedicatedCloud service(s) failed, and the data of the other "
         "services are stored. Fix the cause, then run the same days again to fill the failed "
         f"services: {'; '.join(failures)}"

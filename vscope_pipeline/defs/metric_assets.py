@@ -12,14 +12,24 @@ metadata, and fails with one message that names each failed service and why.
 
 # No `from __future__ import annotations` here: Dagster checks the `context` annotation
 # by identity, which a string annotation fails.
-from collections.abc import Iterator
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from vscope_pipeline.catalog import ENTITY_KINDS, EntityKind, build_catalog, metrics_of_kind
+from vscope_pipeline.catalog import (
+    ENTITY_KINDS,
+    EntityKind,
+    MetricSpec,
+    build_catalog,
+    metrics_of_kind,
+)
 from vscope_pipeline.collect import (
+    DatacenterTarget,
     MetricDayReport,
+    MetricsFailedError,
     ServiceFailure,
     ServicesFailedError,
     collect_day,
@@ -36,7 +46,10 @@ from vscope_pipeline.defs.partitions import (
 )
 from vscope_pipeline.defs.quality_checks import quality_check_results, quality_check_specs
 from vscope_pipeline.defs.resources import OpenTSDBResource, VScopeSettingsResource
+from vscope_pipeline.defs.service_failures import failures_metadata, warehouse_runs_later
+from vscope_pipeline.metric_workers import MetricWorkerPool, WorkerSetup
 from vscope_pipeline.quality import measure_days
+from vscope_pipeline.settings import Settings
 from vscope_pipeline.targets import load_targets
 
 DAILY_PARTITIONS = build_daily_partitions()
@@ -91,6 +104,56 @@ def _latest_inventory_failures(context: AssetExecutionContext) -> list[ServiceFa
     if materialization is None:
         return []
     return inventory_failures(dict(materialization.metadata))
+
+
+def _collect_days(
+    context: AssetExecutionContext,
+    settings: Settings,
+    opentsdb: OpenTSDBResource,
+    catalog: Sequence[MetricSpec],
+    days: Sequence[dt.date],
+    targets: Sequence[DatacenterTarget],
+    log_metric: Callable[[MetricDayReport], None],
+) -> tuple[list[MetricDayReport], list[ServiceFailure]]:
+    """Collect `days` one after the other; return the reports and the services that failed.
+
+    A service whose OpenTSDB requests failed is left out of the days after, so the run spends
+    no more retries on it. With VSCOPE_WORKERS above 1, the metric-days run in that many
+    worker processes, started once for all the days.
+    """
+    reports: list[MetricDayReport] = []
+    failures: list[ServiceFailure] = []
+    with ExitStack() as stack:
+        pool: MetricWorkerPool | None = None
+        if settings.workers > 1 and targets:
+            services = sorted({target.service_name for target in targets})
+            setup = WorkerSetup(settings, {name: opentsdb.endpoint_for(name) for name in services})
+            pool = stack.enter_context(MetricWorkerPool(settings.workers, setup))
+            context.log.info("metric-days run in %d worker processes", settings.workers)
+        for day in days:
+            # Without a target, collect_day would only rewrite each partition as it is.
+            if not targets:
+                break
+            try:
+                if pool is not None:
+                    reports += pool.collect_day(catalog, day, targets, on_metric_done=log_metric)
+                else:
+                    reports += collect_day(
+                        catalog,
+                        day,
+                        targets,
+                        opentsdb.client_for,
+                        settings.lake,
+                        max_workers=settings.opentsdb_tuning.max_concurrency,
+                        on_metric_done=log_metric,
+                        modes=settings.file_modes,
+                    )
+            except MetricsFailedError as error:
+                reports += error.reports
+                failures += error.failures
+                failed = {failure.service_name for failure in error.failures}
+                targets = [target for target in targets if target.service_name not in failed]
+    return reports, failures
 
 
 def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
@@ -155,20 +218,15 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 _entity_gaps(report),
             )
 
-        reports: list[MetricDayReport] = []
-        # Without a target, collect_day would only rewrite each partition as it is.
-        for day in days if targets else []:
-            reports += collect_day(
-                catalog,
-                day,
-                targets,
-                clients.__getitem__,
-                settings.lake,
-                max_workers=settings.opentsdb_tuning.max_concurrency,
-                on_metric_done=log_metric,
-                modes=settings.file_modes,
-            )
+        reports, opentsdb_failures = _collect_days(
+            context, settings, opentsdb, catalog, days, targets, log_metric
+        )
+        failures = sorted(
+            [*failures, *opentsdb_failures],
+            key=lambda failure: (failure.service_name, failure.stage),
+        )
 
+        service_count = len(services | {failure.service_name for failure in failures})
         qualities = measure_days(settings.lake, catalog, days)
         missing = sorted({key for report in reports for key in report.missing_entities})
         unexpected = sorted({key for report in reports for key in report.unexpected_entities})
@@ -189,9 +247,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
                 **drop_metadata(reports),
                 "kept_stored_partitions": sum(r.kept_stored for r in reports),
                 "kept_rows_of_other_services": sum(r.kept_other_service_rows for r in reports),
-                "failed_services": dg.MetadataValue.json(
-                    {f"{f.service_name} ({f.stage})": f.reason for f in failures}
-                ),
+                **failures_metadata(failures, service_count),
                 "bytes_received": sum(r.bytes_received for r in reports),
                 "file_bytes": sum(r.file_bytes for r in reports),
                 "rollup_file_bytes": sum(r.rollup_file_bytes for r in reports),
@@ -205,11 +261,13 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
             check_results=quality_check_results(metric_asset_key(kind), qualities),
         )
         if failures:
+            message = services_failed_message(failures, service_count)
+            if warehouse_runs_later(context):
+                # The warehouse publishes the other services' data, then fails the run.
+                context.log.error(message)
+                return
             # After the materialization above, so the stored services' data are recorded.
-            failed_names = {failure.service_name for failure in failures}
-            raise ServicesFailedError(
-                services_failed_message(failures, len(services | failed_names))
-            )
+            raise ServicesFailedError(message)
 
     return _metric_points
 

@@ -3,22 +3,23 @@
 # No `from __future__ import annotations` here: Dagster checks the `context` annotation
 # by identity, which a string annotation fails.
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
 from vscope_pipeline.catalog import ENTITY_KINDS, build_catalog
+from vscope_pipeline.collect import ServicesFailedError, services_failed_message
 from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS
 from vscope_pipeline.defs.metric_assets import metric_asset_key
 from vscope_pipeline.defs.ownership import ASSET_OWNERS
 from vscope_pipeline.defs.resources import VScopeSettingsResource
 from vscope_pipeline.lake.location import S3Connection
+from vscope_pipeline.defs.service_failures import WAREHOUSE_KEY, run_failures
 from vscope_pipeline.warehouse.build import build_warehouse
 from vscope_pipeline.warehouse.duckdb_s3 import open_warehouse
 from vscope_pipeline.warehouse.named_views import NAMED_VIEW_SPECS
-
-WAREHOUSE_KEY = dg.AssetKey(["warehouse", "vscope_duckdb"])
 
 # Days checked for duplicate keys: the ones a daily run has just written.
 RECENT_DAYS_CHECKED = 3
@@ -44,7 +45,12 @@ UNMATCHED_NAMES_SHOWN = 50
 )
 def vscope_duckdb(
     context: AssetExecutionContext, vscope_settings: VScopeSettingsResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
+    """Publish the lake and the latest inventory, then fail if a service of the run failed.
+
+    The metric assets of a run that includes this asset leave their failed services to it (see
+    `service_failures`), so the inventory tables are current for the services that succeeded.
+    """
     settings = vscope_settings.settings
     summary = build_warehouse(
         settings.data_dir,
@@ -53,13 +59,18 @@ def vscope_duckdb(
         lake=settings.lake,
     )
     context.log.info("published %s with %s", summary.path, summary.row_counts)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(summary.path)),
             **{f"rows_{name}": count for name, count in summary.row_counts.items()},
             "inventory_days": dg.MetadataValue.json(summary.inventory_days),
         }
     )
+    failures, service_count = run_failures(
+        context, [metric_asset_key(kind) for kind in ENTITY_KINDS]
+    )
+    if failures:
+        raise ServicesFailedError(services_failed_message(failures, service_count))
 
 
 def count_duplicate_rows(
