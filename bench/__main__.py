@@ -1,7 +1,8 @@
 """Benchmark the metrics path on one simulated day of a 500-VM fleet, then the rollups.
 
-    python -m bench [--step all|metrics|rollups] [--vm-count 500] [--repeat 3] [--markdown]
+    python -m bench [--step all|metrics|rollups|workers] [--vm-count 500] [--repeat 3]
                     [--rollup-days 365] [--raw-days 7] [--rounds 3] [--workers N]
+                    [--backfill-days 30] [--backfill-timeout 1500] [--markdown]
 
 The metrics step, all on 127.0.0.1:
 1. start the simulator (OVH APIv6 and OpenTSDB) for the fleet;
@@ -15,6 +16,9 @@ The metrics step, all on 127.0.0.1:
 The rollups step (bench/rollup_year.py) writes a year of rollups for the same fleet, with raw
 points on the last days, and times the example queries on rollups and on raw points.
 
+The workers step (bench/backfill.py), run only when asked for, backfills the last 30 days of
+the fleet through Dagster with VSCOPE_WORKERS set to 1, 2 and 4, and compares their speeds.
+
 It prints each figure with its target and whether it is met. The targets are informational:
 the exit status is 0 whatever the times, and 1 only when a step fails.
 """
@@ -27,6 +31,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.backfill import (
+    DEFAULT_BACKFILL_DAYS,
+    DEFAULT_CONFIGURATION_TIMEOUT_S,
+    BackfillRunError,
+    backfill_figures,
+    run_backfill_bench,
+)
 from bench.day import (
     ANCHOR_DAY,
     BENCH_DAY,
@@ -81,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--step",
-        choices=("all", "metrics", "rollups"),
+        choices=("all", "metrics", "rollups", "workers"),
         default="all",
-        help="which benchmark to run (default: all)",
+        help="which benchmark to run (default: all, which is metrics and rollups; workers "
+        "takes about half an hour on 2 cores and runs only on its own)",
     )
     parser.add_argument(
         "--vm-count", type=int, default=DEFAULT_VM_COUNT, help="VMs in the simulated fleet"
@@ -115,6 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         default=default_workers(),
         help="processes that write the rollup lake (default: the usable cores)",
     )
+    parser.add_argument(
+        "--backfill-days",
+        type=int,
+        default=DEFAULT_BACKFILL_DAYS,
+        help=f"days of the workers step's backfill (default {DEFAULT_BACKFILL_DAYS})",
+    )
+    parser.add_argument(
+        "--backfill-timeout",
+        type=float,
+        default=DEFAULT_CONFIGURATION_TIMEOUT_S,
+        help="seconds that each worker count of the workers step gets before it is stopped "
+        f"(default {DEFAULT_CONFIGURATION_TIMEOUT_S})",
+    )
     parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -134,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
                 args.vm_count, args.rollup_days, args.raw_days, args.rounds, args.workers
             )
             figures += rollup_figures(rollups)
+        if args.step == "workers":
+            runs = run_backfill_bench(
+                args.vm_count, args.backfill_days, timeout_s=args.backfill_timeout
+            )
+            figures += backfill_figures(runs, args.backfill_days, args.backfill_timeout)
     except (
+        BackfillRunError,
         DayRunError,
         ReplayError,
         OpenTSDBError,
