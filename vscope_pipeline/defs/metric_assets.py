@@ -4,10 +4,12 @@ Each materialisation fetches every catalogue metric of its kind for the days of 
 range and replaces the matching `metrics/metric=<name>/day=<day>/` partitions. A run may cover
 several days (see the backfill policy), so a year of backfill is tens of runs, not hundreds.
 
-Services are isolated: a service without a metrics token, or whose inventory walk failed, is
-not fetched and keeps its stored rows (see `collect`), while the others are fetched and stored.
-The asset then records its materialization, with the failed services in the `failed_services`
-metadata, and fails with one message that names each failed service and why.
+Services are isolated: a service without a metrics token, whose inventory walk failed, or
+whose OpenTSDB requests failed after their retries, keeps its stored rows (see `collect`), while
+the others are fetched and stored. The asset then records its materialization, with the failed
+services in the `failed_services` metadata, and one message names each failed service and why.
+The asset fails with it, unless the warehouse runs later in the same run: the warehouse then
+publishes first and fails the run (see `service_failures`).
 """
 
 # No `from __future__ import annotations` here: Dagster checks the `context` annotation
