@@ -63,7 +63,10 @@ def test_two_workers_match_one(tmp_path, monkeypatch):
             assert [(outcome.success, outcome.error) for outcome in outcomes] == [(True, None)]
             assert len(log) == EXPECTED_REQUESTS
             assert {entry.status for entry in log} == {200}
-            assert max_in_flight(log) <= MAX_CONCURRENCY
+            # The server stamps a query finished after it has sent the response, so on a busy
+            # machine the next query can arrive first and one more shows in flight. A limit
+            # private to each worker would show up to twice MAX_CONCURRENCY.
+            assert max_in_flight(log) <= MAX_CONCURRENCY + 1
             assert max_arrivals_per_second(log) <= RATE + BURST
             lakes[workers] = _lake(tmp_path / f"workers-{workers}")
 
