@@ -15,8 +15,8 @@ from vscope_pipeline.defs.inventory_assets import INVENTORY_KEYS
 from vscope_pipeline.defs.metric_assets import metric_asset_key
 from vscope_pipeline.defs.ownership import ASSET_OWNERS
 from vscope_pipeline.defs.resources import VScopeSettingsResource
-from vscope_pipeline.lake.location import S3Connection
 from vscope_pipeline.defs.service_failures import WAREHOUSE_KEY, run_failures
+from vscope_pipeline.lake.location import S3Connection
 from vscope_pipeline.warehouse.build import build_warehouse
 from vscope_pipeline.warehouse.duckdb_s3 import open_warehouse
 from vscope_pipeline.warehouse.named_views import NAMED_VIEW_SPECS
