@@ -17,9 +17,10 @@ datacenter, decodes, writes the partition and its rollups, and returns only its 
 - At most one metric-day per worker is queued at a time, so the metric-days queued later leave
   out a service as soon as one of its requests has failed.
 
-The job keeps Dagster's in-process execution of the three metric assets rather than running
-them with `multiprocess_executor`: the VM asset holds 13 of the 20 metrics and most of the
-points, so processes per asset would leave one process with most of the work.
+VSCOPE_WORKERS is applied here, inside each metric asset, and not as the `max_concurrent` of
+Dagster's `multiprocess_executor` (see `defs.jobs`): the VM asset has 13 of the 20 metrics
+and most of the points, so one process per asset step would leave one process with most of
+the work.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class WorkerCrashedError(RuntimeError):
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """What every worker process of a run needs: the settings and each service's endpoint."""
+    """The start arguments of a run's worker processes: settings and each service's endpoint."""
 
     settings: Settings
     endpoints: Mapping[str, ServiceEndpoint]
@@ -84,9 +85,9 @@ class WorkerSetup:
 
 @dataclass
 class MetricDayOutcome:
-    """What a worker returns for one metric-day: its report, or the error that stopped it.
+    """The result of one metric-day in a worker: its report, or the error that stopped it.
 
-    With `failures`, `error` is the one failed service's own error; without, it failed the day.
+    With `failures`, `error` is the one failed service's own error. Without, it failed the day.
     """
 
     reports: list[MetricDayReport] = field(default_factory=list)
@@ -136,7 +137,11 @@ def _portable(error: BaseException) -> BaseException:
 def collect_metric_day(
     spec: MetricSpec, day: dt.date, targets: Sequence[DatacenterTarget]
 ) -> MetricDayOutcome:
-    """Fetch and write one metric-day in a worker process; never raises."""
+    """Fetch and write one metric-day in a worker process; return errors instead of raising.
+
+    Every Exception is returned in the outcome. A BaseException such as KeyboardInterrupt
+    still propagates, and the pool then reports it for this metric-day.
+    """
     assert _setup is not None, "the worker process was started without its setup"
     settings = _setup.settings
     try:

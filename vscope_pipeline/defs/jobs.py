@@ -9,6 +9,12 @@ from vscope_pipeline.defs.partitions import SCHEDULE_HOUR_UTC, SCHEDULE_MINUTE
 
 INGEST_JOB_NAME = "vscope_ingest"
 
+# The job keeps Dagster's default executor: `vscope-pipeline ingest` runs it in one process, the
+# daemon and the web UI with one process per step. The metric work of a step is spread over
+# VSCOPE_WORKERS processes by the step itself (see `metric_workers`), which balances the
+# metric-days better than the three metric steps would.
+# NOTE: under the multiprocess executor, the three metric steps may run at once, each with
+# VSCOPE_WORKERS processes. The shared OpenTSDB limits still bound their requests together.
 ingest_job = dg.define_asset_job(
     INGEST_JOB_NAME,
     # The freshness checks run from their own sensor: in a backfill of past days they would
