@@ -9,6 +9,7 @@ that duckdb_secrets() lists in a new session on the published file.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import json
 import sys
@@ -17,6 +18,7 @@ import duckdb
 
 from vscope_pipeline.catalog import build_catalog
 from vscope_pipeline.cli import main as command
+from vscope_pipeline.report.build import write_report
 from vscope_pipeline.settings import lake_location, load_lake
 from vscope_pipeline.warehouse.build import build_warehouse
 from vscope_pipeline.warehouse.duckdb_s3 import open_warehouse
@@ -24,6 +26,7 @@ from vscope_pipeline.warehouse.duckdb_s3 import open_warehouse
 
 def main() -> None:
     queries = json.loads(sys.argv[1])
+    first, last = (dt.date.fromisoformat(text) for text in sys.argv[2:4])
     data_dir, bucket = load_lake()
     assert bucket is not None
     summary = build_warehouse(data_dir, build_catalog(()), lake=lake_location(data_dir, bucket))
@@ -40,6 +43,7 @@ def main() -> None:
         sql_status = command(
             ["sql", "SELECT count(*) AS points FROM metric_points", "--format", "csv"]
         )
+    report = write_report(summary.path, first, last, data_dir / "report.html", s3=bucket.connection)
     with duckdb.connect(str(summary.path), read_only=True) as con:
         rows = con.execute("SELECT sql FROM duckdb_views() WHERE NOT internal").fetchall()
         views = [sql for (sql,) in rows]
@@ -53,6 +57,7 @@ def main() -> None:
                 "views": views,
                 "secrets_in_new_session": secrets[0] if secrets else None,
                 "sql_command": [sql_status, sql_output.getvalue()],
+                "report_bytes": report.path.stat().st_size,
             },
             default=str,
         )

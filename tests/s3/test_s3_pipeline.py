@@ -212,7 +212,13 @@ def httpfs_result(runs: Runs, moto_server: MotoServer) -> dict:
         "PYTHONPATH": str(REPOSITORY),
     }
     child = subprocess.run(
-        [str(HTTPFS_PYTHON), str(Path(__file__).with_name("httpfs_child.py")), json.dumps(QUERIES)],
+        [
+            str(HTTPFS_PYTHON),
+            str(Path(__file__).with_name("httpfs_child.py")),
+            json.dumps(QUERIES),
+            runs.first.isoformat(),
+            runs.last.isoformat(),
+        ],
         env=environment,
         capture_output=True,
         text=True,
@@ -238,6 +244,8 @@ def test_duckdb_reads_bucket_like_folder(runs: Runs, httpfs_result: dict) -> Non
         assert _rounded(httpfs_result["results"][name]) == _rounded(local[name]), name
     points = sum(row[2] for row in local["points"])
     assert httpfs_result["sql_command"] == [0, f"points\r\n{points}\r\n"]
+    # The report reads the rollup views over httpfs with the same session set-up.
+    assert httpfs_result["report_bytes"] > 10_000
 
 
 def _rounded(rows: list[list]) -> list[list]:

@@ -66,6 +66,7 @@ def vscope_report(
         last,
         default_report_path(settings.data_dir, first, last),
         modes=settings.file_modes,
+        s3=settings.lake.s3,
     )
     context.log.info(f"wrote the report of {first}..{last} to {written.path}")
     return dg.MaterializeResult(metadata=report_metadata(written))

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from vscope_pipeline.lake.location import S3Connection
 from vscope_pipeline.lake.staging import (
     PRIVATE_MODES,
     FileModes,
@@ -63,16 +64,18 @@ def write_report(
     *,
     modes: FileModes = PRIVATE_MODES,
     generated_at: dt.datetime | None = None,
+    s3: S3Connection | None = None,
 ) -> WrittenReport:
     """Read the days `first..last` from `database` and write the report page to `out`.
 
     The page is written under a temporary name beside `out` with mode `modes.file`, then
     renamed over it, so a failed run leaves the previous report as it was. Missing folders of
-    `out` are created with `modes.folder`. Raises ReportInputError for a bad period or a
+    `out` are created with `modes.folder`. `s3` is the connection to the lake's bucket, None for
+    a lake in a folder. Raises ReportInputError for a bad period or a
     missing database, duckdb.Error when a query fails, OSError when the file cannot be written.
     """
     check_report_input(database, first, last)
-    data = read_report_data(database, first, last)
+    data = read_report_data(database, first, last, s3)
     rendered = render_report(data, generated_at or dt.datetime.now(dt.UTC))
     encoded = rendered.page.encode("utf-8")
     folder = out.parent

@@ -58,18 +58,26 @@ def run_report(args: argparse.Namespace) -> int:
         default_report_path,
         write_report,
     )
-    from vscope_pipeline.settings import load_data_dir, load_file_modes
+    from vscope_pipeline.settings import load_file_modes, load_lake
+    from vscope_pipeline.warehouse.duckdb_s3 import HttpfsUnavailableError
 
     first = _parse_day("--from", args.first)
     last = _parse_day("--to", args.last)
     if first is None or last is None:
         return 2
-    data_dir = load_data_dir()
+    data_dir, bucket = load_lake()
     modes = load_file_modes()
     out = args.out if args.out is not None else default_report_path(data_dir, first, last)
     try:
-        written = write_report(data_dir / DUCKDB_FILE, first, last, out.resolve(), modes=modes)
-    except ReportInputError as error:
+        written = write_report(
+            data_dir / DUCKDB_FILE,
+            first,
+            last,
+            out.resolve(),
+            modes=modes,
+            s3=bucket.connection if bucket else None,
+        )
+    except (ReportInputError, HttpfsUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (duckdb.Error, OSError) as error:

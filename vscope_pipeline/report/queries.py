@@ -20,7 +20,9 @@ from typing import Any
 import duckdb
 
 from vscope_pipeline.catalog import BUILTIN_METRICS
+from vscope_pipeline.lake.location import S3Connection
 from vscope_pipeline.report.forecast import FillForecast, estimate_days_to_full
+from vscope_pipeline.warehouse.duckdb_s3 import open_warehouse
 from vscope_pipeline.warehouse.history import HISTORY_SPECS, HistorySpec
 
 TOP_COUNT = 10
@@ -374,9 +376,14 @@ def read_inventory_changes(
     return sorted(in_period, key=lambda c: (c.day, c.kind, c.change, c.name)), missing
 
 
-def read_report_data(database: Path, first: dt.date, last: dt.date) -> ReportData:
-    """Read every figure of the report for the days `first..last` from `database`, read-only."""
-    with duckdb.connect(str(database), read_only=True) as con:
+def read_report_data(
+    database: Path, first: dt.date, last: dt.date, s3: S3Connection | None = None
+) -> ReportData:
+    """Read every figure of the report for the days `first..last` from `database`, read-only.
+
+    `s3` is the connection to the lake's bucket, None for a lake in a folder.
+    """
+    with open_warehouse(database, s3) as con:
         # Rollup buckets are UTC hours and days.
         con.execute("SET TimeZone = 'UTC'")
         grain = time_grain(first, last)
