@@ -21,6 +21,8 @@ import fcntl
 import functools
 import logging
 import os
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,8 +50,13 @@ SORT_KEYS = [
 
 
 # Conditional PUTs of one month object before giving up. Each failed attempt means that another
-# writer stored its own day in between, so running out takes that many writers at once.
+# writer stored its own day in between.
 CONDITIONAL_WRITE_ATTEMPTS = 10
+# Seconds to wait after a lost conditional PUT: a random time up to this base doubled per lost
+# attempt, capped. Without the wait, a writer that keeps writing days of the month can win every
+# race against one that re-reads at once (seen with two processes against moto).
+CONFLICT_BACKOFF_BASE = 0.05
+CONFLICT_BACKOFF_MAX = 2.0
 
 # Error codes of a conditional PUT that lost against another writer: 412 when the ETag no
 # longer matches (or the object now exists), 409 when another conditional write of the same
@@ -141,8 +148,9 @@ def _write_month_object(
 
     The PUT carries `If-Match: <ETag read>`, or `If-None-Match: *` when the object did not
     exist, so the store accepts it only if no other writer replaced the object since it was
-    read. A writer that loses gets 412 (or 409 while the other write is in flight), reads the
-    object again, now with the other writer's day in it, and merges its own day into that.
+    read. A writer that loses gets 412 (or 409 while the other write is in flight), waits a
+    random time that grows with each loss, and reads the object again. The object now contains
+    the other writer's day, and the writer merges its own day into that.
     Each accepted PUT therefore contains every day of all the PUTs accepted before it, so two
     runs that write days of the same month never drop each other's day. The same day written
     by two runs keeps the rows of the last accepted PUT, as with the local lock.
@@ -181,6 +189,8 @@ def _write_month_object(
                 attempt,
                 CONDITIONAL_WRITE_ATTEMPTS,
             )
+            delay = min(CONFLICT_BACKOFF_MAX, CONFLICT_BACKOFF_BASE * 2 ** (attempt - 1))
+            time.sleep(random.uniform(0, delay))
             continue
         log.debug("wrote %s: %d rows, %d bytes", url, month.num_rows, len(body))
         return PartitionWrite(
