@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("all", "metrics", "rollups", "workers"),
         default="all",
         help="which benchmark to run (default: all, which is metrics and rollups; workers "
-        "takes about half an hour on 2 cores and runs only on its own)",
+        "takes about an hour on 2 cores and runs only on its own)",
     )
     parser.add_argument(
         "--vm-count", type=int, default=DEFAULT_VM_COUNT, help="VMs in the simulated fleet"

@@ -30,7 +30,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BACKFILL_DAYS = 30
 DEFAULT_WORKER_COUNTS = (1, 2, 4)
 # Seconds that one configuration gets for the whole backfill before its child is killed.
-DEFAULT_CONFIGURATION_TIMEOUT_S = 1500
+DEFAULT_CONFIGURATION_TIMEOUT_S = 2400
 
 
 class BackfillRunError(RuntimeError):
