@@ -6,7 +6,6 @@ import os
 import pickle
 import signal
 import threading
-import time
 from multiprocessing.reduction import ForkingPickler
 
 import pytest
@@ -18,6 +17,7 @@ from vscope_pipeline.secrets import Secret
 from vscope_pipeline.service_clients import ServiceEndpoint
 from vscope_pipeline.settings import load_settings
 from vscope_pipeline.simulator.runner import running_simulator
+from vscope_pipeline.simulator.tsdb_faults import InjectedFault
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,7 +39,13 @@ def test_killed_worker_names_metric_day(tmp_path):
     day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     with running_simulator(vm_count=6, step_seconds=600) as simulator:
         server = simulator.opentsdb_server.server
-        server.faults.delay_s = QUERY_DELAY_S
+        arrived = threading.Event()
+
+        def hold_query(body: bytes) -> InjectedFault:
+            arrived.set()
+            return InjectedFault(delay_s=QUERY_DELAY_S)
+
+        server.faults.request_hook = hold_query
         settings = load_settings({**simulator.environment(), "VSCOPE_DATA_DIR": str(tmp_path)})
         token = Secret(simulator.credentials.metrics_token)
         endpoints = {simulator.fleet.service_name: ServiceEndpoint(simulator.opentsdb_url, token)}
@@ -55,9 +61,7 @@ def test_killed_worker_names_metric_day(tmp_path):
 
             collector = threading.Thread(target=collect)
             collector.start()
-            deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
-            while not server.request_log.entries() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            assert arrived.wait(ARRIVAL_TIMEOUT_S)
             (worker,) = _pool_processes()
             os.kill(worker.pid, signal.SIGKILL)
             collector.join(timeout=ARRIVAL_TIMEOUT_S)
