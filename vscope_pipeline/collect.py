@@ -180,6 +180,8 @@ class DayFailures:
         self.raise_if_any(reports)
 
     def raise_if_any(self, reports: Sequence[MetricDayReport]) -> None:
+        # NOTE: when every service failed after some partitions of the day were written, the
+        # message still says that no new data are stored, although `reports` lists them.
         failures = self.failures
         if failures:
             message = services_failed_message(failures, len(self.services))
