@@ -23,7 +23,10 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> IngestedLake:
     return lake
 
 
-@pytest.fixture(scope="session")
+# The web server and the browser are closed after each module, not at the end of the session:
+# Playwright's sync API keeps its asyncio loop running in the main thread while it is open,
+# and the tests that run later start Dagster daemons, which call asyncio.run() there.
+@pytest.fixture(scope="module")
 def webserver(lake: IngestedLake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Run dagster-webserver on the lake's instance and return its base URL."""
     log_file = tmp_path_factory.mktemp("webserver") / "dagster-webserver.log"
@@ -31,7 +34,7 @@ def webserver(lake: IngestedLake, tmp_path_factory: pytest.TempPathFactory) -> I
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
