@@ -149,12 +149,16 @@ def inventory_snapshot(
                 f"{len(rejected)} objects skipped for an invalid required field "
                 "(details in the metadata and the warnings above)"
             )
+        kept_note = (
+            f" ({kept_rows} of them kept from the failed services' earlier snapshot)"
+            if failed
+            else ""
+        )
         context.log.info(
-            "inventory %s: %d rows (%d of them kept from the failed services' earlier "
-            "snapshot), %d listed but not found, written to %s",
+            "inventory %s: %d rows%s, %d listed but not found, written to %s",
             kind,
             table.num_rows,
-            kept_rows,
+            kept_note,
             len(skipped),
             lake.url(folder),
         )
