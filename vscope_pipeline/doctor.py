@@ -182,9 +182,11 @@ def check_token(api: OvhApiResource, settings: Settings, service: str) -> CheckR
 
 
 def _token_fix(error: Exception) -> str:
-    if isinstance(error, TokenError):
-        return "follow the advice in the message above"
-    return "check the service name in VSCOPE_SERVICE_NAMES and the user in VSCOPE_USER_LOGIN"
+    # A rejected signature or key carries its own advice, and only a missing service or user
+    # points to these two settings.
+    if not isinstance(error, TokenError) and isinstance(error.__cause__, ovh.ResourceNotFoundError):
+        return "check the service name in VSCOPE_SERVICE_NAMES and the user in VSCOPE_USER_LOGIN"
+    return "follow the advice in the message above"
 
 
 def check_opentsdb(
@@ -224,24 +226,38 @@ def check_opentsdb(
 
 
 def _service_names(client: RetryingClient, settings: Settings) -> tuple[list[str], CheckResult]:
-    if settings.service_names:
-        names = list(settings.service_names)
-        return names, _ok("services", f"{len(names)} from VSCOPE_SERVICE_NAMES: {', '.join(names)}")
+    """Return the services to check: those of VSCOPE_SERVICE_NAMES, else every one listed.
+
+    The list is read even when VSCOPE_SERVICE_NAMES is set, so that a misspelt name fails here
+    with the names the account sees, not later as a missing user or token.
+    """
     try:
         listed = client.get("/dedicatedCloud")
     except ovh.APIError as error:
         failure = request_failed("GET", "/dedicatedCloud", error)
-        return [], _fail("services", str(failure), "fix the access rules named above")
+        return [], _fail("services", str(failure), "follow the advice in the message above")
     except OvhRequestError as error:
         return [], _fail("services", str(error), "check that OVH_ENDPOINT is reachable")
-    names = [str(name) for name in listed] if isinstance(listed, list) else []
-    if not names:
+    seen = [str(name) for name in listed] if isinstance(listed, list) else []
+    if settings.service_names:
+        names = list(settings.service_names)
+        unknown = [name for name in names if name not in seen]
+        if unknown:
+            return [name for name in names if name in seen], _fail(
+                "services",
+                f"{', '.join(unknown)} from VSCOPE_SERVICE_NAMES not found: the account sees "
+                f"{', '.join(seen) or 'no service'}",
+                "set VSCOPE_SERVICE_NAMES to services the account sees, or use the keys of the "
+                "account that owns them",
+            )
+        return names, _ok("services", f"{len(names)} from VSCOPE_SERVICE_NAMES: {', '.join(names)}")
+    if not seen:
         return [], _fail(
             "services",
             "GET /dedicatedCloud returned no service",
             "use the keys of the account that owns the Hosted Private Cloud",
         )
-    return names, _ok("services", f"{len(names)} seen by the account: {', '.join(names)}")
+    return seen, _ok("services", f"{len(seen)} seen by the account: {', '.join(seen)}")
 
 
 def run_doctor(out: TextIO) -> int:

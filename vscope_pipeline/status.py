@@ -135,7 +135,7 @@ def latest_run(dagster_home: Path) -> dict[str, Any] | None:
     # Imported here because both modules import Dagster, which `vscope-pipeline sql` never needs.
     import dagster as dg
 
-    from vscope_pipeline.ingest import instance_storage_kind
+    from vscope_pipeline.ingest import environment, instance_storage_kind
 
     # Opening a SQLite instance creates its databases, so a home that has none yet has no
     # run to show and is left as it is.
@@ -143,7 +143,12 @@ def latest_run(dagster_home: Path) -> dict[str, Any] | None:
         return None
 
     try:
-        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        # The instance file reads its folder from DAGSTER_HOME, which is unset when the home is
+        # the default `.dagster_home`, as it is for `vscope-pipeline ingest` too.
+        with (
+            environment({"DAGSTER_HOME": str(dagster_home)}),
+            dg.DagsterInstance.from_config(str(dagster_home)) as instance,
+        ):
             records = instance.get_run_records(limit=1)
     except Exception as error:
         # A PostgreSQL server that is down, or a broken instance file: the lake's status

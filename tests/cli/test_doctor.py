@@ -146,6 +146,38 @@ def test_doctor_fails_without_token_route(
     assert code == 1
 
 
+def test_doctor_fails_on_unknown_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pointed_at(monkeypatch, tmp_path):
+        monkeypatch.setenv("VSCOPE_SERVICE_NAMES", f"pcc-nope,{SERVICE}")
+        code = main(["doctor"])
+    lines = _output(capsys)
+    assert lines[3:5] == [
+        f"FAIL  services: pcc-nope from VSCOPE_SERVICE_NAMES not found: the account sees {SERVICE}",
+        "      fix: set VSCOPE_SERVICE_NAMES to services the account sees, or use the keys of "
+        "the account that owns them",
+    ]
+    # The services that exist are still checked.
+    assert lines[5].startswith(f"OK    metrics token of {SERVICE}: ")
+    assert lines[-1] == "doctor: 5 OK, 0 warning(s), 1 failure(s)"
+    assert code == 1
+
+
+def test_doctor_wrong_secret_gives_its_own_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pointed_at(monkeypatch, tmp_path):
+        monkeypatch.setenv("OVH_APPLICATION_SECRET", "not-the-secret")
+        code = main(["doctor"])
+    output = capsys.readouterr().out
+    assert "not-the-secret" not in output
+    assert "OVH_APPLICATION_SECRET" in output
+    assert "check the service name in VSCOPE_SERVICE_NAMES" not in output
+    assert "OK    services" not in output
+    assert code == 1
+
+
 def test_doctor_invalid_configuration_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -84,6 +84,25 @@ def test_status_after_ingest(
     assert status["duckdb_bytes"] == (ingested_lake.data_dir / "vscope.duckdb").stat().st_size
 
 
+def test_status_reads_default_dagster_home(
+    ingested_lake: IngestedLake,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _use_folders(monkeypatch, ingested_lake.data_dir, ingested_lake.dagster_home)
+    monkeypatch.delenv("DAGSTER_HOME")
+    (tmp_path / ".dagster_home").symlink_to(ingested_lake.dagster_home)
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["status", "--format", "json"]) == 0
+
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["last_run"]["status"] == "SUCCESS"
+    assert "DAGSTER_HOME" not in captured.err
+    assert "DAGSTER_HOME" not in os.environ
+
+
 def test_status_shows_deleted_partition_gap(
     ingested_lake: IngestedLake,
     tmp_path: Path,
