@@ -189,6 +189,17 @@ def test_bad_argument_exits_2(data_dir, capsys, argv, message):
     assert capsys.readouterr().err.endswith(f" error: {message}\n")
 
 
+@pytest.mark.parametrize("command", ["status", "sql", "doctor", "report"])
+def test_unknown_option_shows_command_usage(data_dir, capsys, command):
+    with pytest.raises(SystemExit) as raised:
+        main([command, "--bogus"])
+
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: vscope-pipeline {command} ")
+    assert f"vscope-pipeline {command}: error: " in err
+
+
 def _range_cases() -> list[tuple[str, str, str]]:
     today = dt.datetime.now(dt.UTC).date()
     yesterday = today - dt.timedelta(days=1)

@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         **command_help(
             "run a read-only SQL query on the DuckDB file",
             "Run a SQL query on $VSCOPE_DATA_DIR/vscope.duckdb, opened read-only, and print "
-            "the result. Needs only VSCOPE_DATA_DIR.",
+            "the result. Reads VSCOPE_DATA_DIR, and VSCOPE_LAKE_URL with the VSCOPE_S3_* "
+            "settings when the lake is in a bucket.",
             [
                 'vscope-pipeline sql "SELECT count(*) FROM vms"',
                 'vscope-pipeline sql --format csv "SELECT * FROM metric_catalog" > catalog.csv',
@@ -232,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_progress_argument(demo)
     add_report_parser(commands)
+    # A usage error in a command's options prints that command's usage, not the list of commands.
+    for command_parser in commands.choices.values():
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
@@ -562,7 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The beta and preview APIs in use (backfill policies, pools) are pinned by uv.lock.
     warnings.filterwarnings("ignore", category=Warning, module="dagster")
     warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return _COMMANDS[args.command](args)
     except SettingsError as error:
