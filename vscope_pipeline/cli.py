@@ -523,14 +523,16 @@ def _wait_for_dagster_dev(child: subprocess.Popen[bytes]) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from vscope_pipeline.settings import load_freshness_hour, load_start_date
+    from vscope_pipeline.settings import lake_location, load_freshness_hour, load_start_date
 
+    data_dir, bucket = load_lake()
     status = build_status(
-        load_data_dir(),
+        data_dir,
         Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve(),
         start_date=load_start_date(),
         freshness_hour=load_freshness_hour(),
         now=dt.datetime.now(dt.UTC),
+        lake=lake_location(data_dir, bucket),
     )
     print(render_json(status) if args.format == "json" else render_table(status))
     return 0

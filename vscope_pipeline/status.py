@@ -1,8 +1,8 @@
 """`vscope-pipeline status`: what the lake holds, its gaps, the last Dagster run, its freshness.
 
-Everything is read: the lake's folders and the footers of its Parquet files, the DuckDB file's
-size and, when DAGSTER_HOME has an instance file, the instance's latest run. Nothing is
-written, so status is safe while a run writes.
+Everything is read: the lake's folders (or bucket prefixes) and the footers of its Parquet
+files, the DuckDB file's size and, when DAGSTER_HOME has an instance file, the instance's latest
+run. Nothing is written, so status is safe while a run writes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vscope_pipeline.catalog import BUILTIN_METRICS
@@ -29,13 +29,14 @@ from vscope_pipeline.day_ranges import (
     missing_ranges,
 )
 from vscope_pipeline.lake.layout import (
+    INVENTORY_DIR,
     INVENTORY_KINDS,
+    METRICS_DIR,
     PARTITION_FILE,
+    ROLLUPS_DIR,
     inventory_days,
-    inventory_root,
-    metrics_root,
-    rollups_root,
 )
+from vscope_pipeline.lake.location import LakeLocation
 from vscope_pipeline.textable import format_table
 
 log = logging.getLogger(__name__)
@@ -60,31 +61,31 @@ class LakeContents:
         return sorted({service for service, _ in self.days})
 
 
-def _metric_partitions(data_dir: Path) -> Iterator[tuple[str, dt.date, Path]]:
-    root = metrics_root(data_dir)
-    if not root.is_dir():
-        return
-    for metric_folder in sorted(root.iterdir()):
-        metric = _METRIC_FOLDER.fullmatch(metric_folder.name)
-        if metric is None or not metric_folder.is_dir():
+def _metric_partitions(lake: LakeLocation) -> Iterator[tuple[str, dt.date, str]]:
+    """Yield the metric, day and file path of every metric partition of `lake`."""
+    root = lake.path(METRICS_DIR)
+    for metric_name in sorted(lake.child_names(root)):
+        metric = _METRIC_FOLDER.fullmatch(metric_name)
+        if metric is None:
             continue
-        for day_folder in sorted(metric_folder.iterdir()):
-            day = _DAY_FOLDER.fullmatch(day_folder.name)
-            file = day_folder / PARTITION_FILE
-            if day is not None and file.is_file():
+        metric_path = f"{root}/{metric_name}"
+        for day_name in sorted(lake.child_names(metric_path)):
+            day = _DAY_FOLDER.fullmatch(day_name)
+            file = f"{metric_path}/{day_name}/{PARTITION_FILE}"
+            if day is not None and lake.is_file(file):
                 try:
                     yield metric.group(1), dt.date.fromisoformat(day.group(1)), file
                 except ValueError:
                     continue
 
 
-def partition_services(file: Path) -> set[str]:
-    """Return the services with rows in a metric partition file.
+def partition_services(file: str | Path, filesystem: pafs.FileSystem | None = None) -> set[str]:
+    """Return the services with rows in a metric partition file of `filesystem` (local default).
 
     The footer's statistics give them without reading data when a row group has one service
     (minimum equals maximum). Other row groups are read, service column only.
     """
-    parquet = pq.ParquetFile(file)
+    parquet = pq.ParquetFile(str(file), filesystem=filesystem)
     metadata = parquet.metadata
     column = parquet.schema_arrow.get_field_index(_SERVICE_COLUMN)
     services: set[str] = set()
@@ -101,10 +102,12 @@ def partition_services(file: Path) -> set[str]:
     return services
 
 
-def scan_lake(data_dir: Path) -> LakeContents:
+def scan_lake(lake: LakeLocation | Path) -> LakeContents:
+    """Return the metric days of `lake`, a lake location or a local data folder."""
+    location = lake if isinstance(lake, LakeLocation) else LakeLocation.local(lake)
     contents = LakeContents()
-    for metric, day, file in _metric_partitions(data_dir):
-        services = partition_services(file)
+    for metric, day, file in _metric_partitions(location):
+        services = partition_services(file, location.filesystem)
         if not services:
             contents.empty_partitions[metric].add(day)
         for service in services:
@@ -112,16 +115,15 @@ def scan_lake(data_dir: Path) -> LakeContents:
     return contents
 
 
-def folder_bytes(folder: Path) -> int:
-    total = 0
-    for path, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += (Path(path) / name).stat().st_size
-            except FileNotFoundError:
-                # Removed by a run that replaced the partition after the walk listed it.
-                continue
-    return total
+def folder_bytes(lake: LakeLocation, folder: str) -> int:
+    """Return the bytes of the files under `folder`, a path of `lake`'s file system."""
+    selector = pafs.FileSelector(folder, allow_not_found=True, recursive=True)
+    # A file that a run replaced after the listing has no size, and counts for nothing.
+    return sum(
+        info.size or 0
+        for info in lake.filesystem.get_file_info(selector)
+        if info.type == pafs.FileType.File
+    )
 
 
 def latest_run(dagster_home: Path) -> dict[str, Any] | None:
@@ -221,13 +223,19 @@ def build_status(
     start_date: dt.date,
     freshness_hour: int,
     now: dt.datetime,
+    lake: LakeLocation | None = None,
 ) -> dict[str, Any]:
-    """Return the status as a JSON-ready mapping; `render_table` prints the same facts."""
-    contents = scan_lake(data_dir)
+    """Return the status as a JSON-ready mapping; `render_table` prints the same facts.
+
+    `lake` is where the Parquet lake is, the local `data_dir` by default; the DuckDB file is
+    always in `data_dir`.
+    """
+    lake = lake or LakeLocation.local(data_dir)
+    contents = scan_lake(lake)
     found_metrics = {metric for _, metric in contents.days} | set(contents.empty_partitions)
     metrics = sorted({spec.name for spec in BUILTIN_METRICS} | found_metrics)
     all_days = {day for days in contents.days.values() for day in days}
-    lake_folders = (metrics_root(data_dir), inventory_root(data_dir), rollups_root(data_dir))
+    lake_folders = [lake.path(folder) for folder in (METRICS_DIR, INVENTORY_DIR, ROLLUPS_DIR)]
     database = data_dir / DUCKDB_FILE
     first_loaded = min(all_days) if all_days else None
     # Each service's first and last loaded day, over all its metrics: a metric missing a day
@@ -238,6 +246,7 @@ def build_status(
         spans[service] = (min(first, *days), max(last, *days))
     return {
         "data_dir": str(data_dir),
+        "lake": lake.url(lake.root),
         "loaded": bool(all_days) or bool(contents.empty_partitions),
         "metrics": [
             {
@@ -262,17 +271,17 @@ def build_status(
             (first_loaded - start_date).days if first_loaded and first_loaded > start_date else 0
         ),
         "start_date": start_date.isoformat(),
-        "inventory": {kind: _inventory_ranges(data_dir, kind) for kind in INVENTORY_KINDS},
+        "inventory": {kind: _inventory_ranges(lake, kind) for kind in INVENTORY_KINDS},
         "last_run": latest_run(dagster_home),
         "dagster_home": str(dagster_home),
         "freshness": freshness(contents, metrics, now, freshness_hour),
-        "lake_bytes": sum(folder_bytes(folder) for folder in lake_folders),
+        "lake_bytes": sum(folder_bytes(lake, folder) for folder in lake_folders),
         "duckdb_bytes": database.stat().st_size if database.is_file() else None,
     }
 
 
-def _inventory_ranges(data_dir: Path, kind: str) -> list[str]:
-    days = (dt.date.fromisoformat(day) for day in inventory_days(data_dir, kind))
+def _inventory_ranges(lake: LakeLocation, kind: str) -> list[str]:
+    days = (dt.date.fromisoformat(day) for day in inventory_days(lake, kind))
     return [format_range(day_range) for day_range in day_ranges(days)]
 
 
@@ -303,6 +312,8 @@ def _metric_rows(status: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 def render_table(status: dict[str, Any]) -> str:
     """Return the status for a terminal: metric days and gaps, inventory, run, freshness, sizes."""
     out = [f"data folder: {status['data_dir']}"]
+    if status["lake"] != status["data_dir"]:
+        out.append(f"lake: {status['lake']}")
     if not status["loaded"]:
         out.append(
             "no metric data yet: run `vscope-pipeline ingest --from YYYY-MM-DD --to YYYY-MM-DD` "

@@ -29,6 +29,7 @@ import pytest
 from tests.s3.conftest import REPOSITORY, SECRET_ACCESS_KEY, MotoServer, free_port
 from vscope_pipeline.ingest import RunOutcome, ingest_range, last_complete_day
 from vscope_pipeline.simulator.runner import running_simulator
+from vscope_pipeline.status import build_status
 from vscope_pipeline.warehouse import duckdb_s3
 
 pytestmark = pytest.mark.integration
@@ -288,3 +289,31 @@ def _encoded_forms(secret: str) -> set[str]:
         base64.b64encode(secret.encode()).decode(),
         json.dumps(secret)[1:-1],
     }
+
+
+def test_status_reads_bucket_like_folder(runs: Runs, moto_server: MotoServer) -> None:
+    now = dt.datetime.now(dt.UTC)
+    options = {"start_date": runs.first, "freshness_hour": 6, "now": now}
+    local = build_status(runs.local_dir, runs.local_dir / "no-home", **options)
+    in_bucket = build_status(
+        runs.s3_home,
+        runs.s3_home / "no-home",
+        lake=moto_server.lake(runs.bucket, PREFIX),
+        **options,
+    )
+
+    assert in_bucket["lake"] == f"s3://{runs.bucket}/{PREFIX}"
+    assert len(in_bucket["metrics"]) == 20
+    assert in_bucket["metrics"] == local["metrics"]
+    assert in_bucket["inventory"] == local["inventory"]
+    assert in_bucket["freshness"] == local["freshness"]
+    assert in_bucket["lake_bytes"] == sum(
+        size
+        for key, size in _object_sizes(moto_server, runs.bucket).items()
+        if key.split("/")[1] in ("metrics", "inventory", "rollups")
+    )
+
+
+def _object_sizes(moto_server: MotoServer, bucket: str) -> dict[str, int]:
+    pages = moto_server.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
