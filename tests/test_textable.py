@@ -104,3 +104,24 @@ def test_table_right_aligns_decimals():
         "  2.5",
         "10.25",
     ]
+
+
+def test_table_writes_floats_out():
+    rows = [(1126490000.5,), (3452.8,), (0.00123456,), (2.5e-7,), (0.0,), (1e16,), (-42.125,)]
+    assert [line.strip() for line in format_table(["value"], rows).splitlines()[2:]] == [
+        "1126490000",
+        "3452.8",
+        "0.00123456",
+        "2.5e-07",
+        "0",
+        "1e+16",
+        "-42.125",
+    ]
+
+
+def test_table_shows_nested_values_as_json():
+    created = dt.datetime(2026, 12, 2, 2, 13, tzinfo=dt.UTC)
+    rows = [({"value": 6000, "unit": "GB", "since": created}, [1, None])]
+    assert format_table(["size", "list"], rows).splitlines()[2] == (
+        '{"value": 6000, "unit": "GB", "since": "2026-12-02T02:13:00+00:00"}  [1, null]'
+    )

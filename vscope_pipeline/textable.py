@@ -15,10 +15,22 @@ def _cell(value: object) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return _float_cell(value)
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
+    if isinstance(value, dict | list | tuple):
+        # Structs, lists and maps: JSON reads better than Python's repr of their values.
+        return json.dumps(_json_value(value), ensure_ascii=False)
     return str(value)
+
+
+def _float_cell(value: float) -> str:
+    """Return six significant digits, written out: 1126490000 rather than 1.12649e+09."""
+    if not math.isfinite(value) or not 1e-4 <= abs(value) < 1e15:
+        return f"{value:.6g}"
+    decimals = max(0, 5 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _numeric_columns(count: int, rows: Sequence[Sequence[object]]) -> list[bool]:
