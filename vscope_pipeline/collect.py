@@ -181,7 +181,7 @@ class DayFailures:
 
     def raise_if_any(self, reports: Sequence[MetricDayReport]) -> None:
         # NOTE: when every service failed after some partitions of the day were written, the
-        # message still says that no new data are stored, although `reports` lists them.
+        # message still states that no new data are stored, although `reports` lists them.
         failures = self.failures
         if failures:
             message = services_failed_message(failures, len(self.services))

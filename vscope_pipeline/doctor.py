@@ -229,7 +229,7 @@ def _service_names(client: RetryingClient, settings: Settings) -> tuple[list[str
     """Return the services to check: those of VSCOPE_SERVICE_NAMES, else every one listed.
 
     The list is read even when VSCOPE_SERVICE_NAMES is set, so that a misspelt name fails here
-    with the names the account sees, not later as a missing user or token.
+    with the names the account can list, not later as a missing user or token.
     """
     try:
         listed = client.get("/dedicatedCloud")

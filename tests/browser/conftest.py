@@ -23,9 +23,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> IngestedLake:
     return lake
 
 
-# The web server and the browser are closed after each module, not at the end of the session:
-# Playwright's sync API keeps its asyncio loop running in the main thread while it is open,
-# and the tests that run later start Dagster daemons, which call asyncio.run() there.
+# The web server and the browser are closed after each module, not at the end of the session.
+# Playwright's sync API keeps its asyncio loop running in the main thread while it is open, and
+# later tests start Dagster daemons, which call asyncio.run() in that thread.
 @pytest.fixture(scope="module")
 def webserver(lake: IngestedLake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Run dagster-webserver on the lake's instance and return its base URL."""

@@ -18,7 +18,7 @@ from vscope_pipeline.lake.location import LakeLocation, S3Connection
 from vscope_pipeline.secrets import Secret
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-# Seconds to wait for moto to answer after it starts.
+# Seconds to wait for moto to respond after it starts.
 STARTUP_TIMEOUT = 30
 ACCESS_KEY_ID = "AKIAS3LAKECANARY01"
 # The '/', '+' and '=' make its URL-encoded forms differ from the raw value.
