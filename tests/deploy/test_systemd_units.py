@@ -260,7 +260,9 @@ def test_units_pass_systemd_analyze(tmp_path):
 
     assert result.returncode == 0, result.stderr
     # systemd-analyze (version 252) reports an unknown key as a warning and still exits with 0.
-    assert result.stderr == ""
+    # Only the lines about these units count: the system's own units may warn on some hosts.
+    warnings = [line for line in result.stderr.splitlines() if "vscope-dagster-" in line]
+    assert warnings == []
 
 
 @needs_systemd_analyze
