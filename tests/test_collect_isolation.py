@@ -85,8 +85,10 @@ def test_every_service_failed_stops_day(tmp_path):
     with pytest.raises(MetricsFailedError) as raised:
         collect_day(CATALOG, DAY, [TARGET_A, TARGET_B], clients.__getitem__, tmp_path)
 
+    # The CPU partition was written before both services failed, so the message counts it.
     assert str(raised.value).startswith(
-        "all 2 dedicatedCloud service(s) failed, so no new data are stored."
+        "all 2 dedicatedCloud service(s) failed after 1 metric partition(s) were stored, "
+        "which are kept. Fix the cause, then run the same days again: "
     )
     assert [failure.service_name for failure in raised.value.failures] == [SERVICE_A, SERVICE_B]
     assert [report.metric for report in raised.value.reports] == [CPU.name]

@@ -145,6 +145,16 @@ def test_services_failed_message_all_failed():
     )
 
 
+def test_all_failed_message_counts_stored():
+    failures = [ServiceFailure(SERVICE_B, "OpenTSDB", "HTTP 500")]
+
+    assert services_failed_message(failures, 1, stored_partitions=3) == (
+        "all 1 dedicatedCloud service(s) failed after 3 metric partition(s) were stored, "
+        "which are kept. Fix the cause, then run the same days again: "
+        f"{SERVICE_B} (OpenTSDB): HTTP 500"
+    )
+
+
 def test_no_day_lost_across_services(tmp_path):
     """Three runs of one day: both services, then A alone, then B alone."""
     rows_a = _rows("vm", DC_A, ["vm-1", "vm-2"], service=SERVICE_A)

@@ -83,16 +83,25 @@ class ServicesFailedError(RuntimeError):
 OPENTSDB_STAGE = "OpenTSDB"
 
 
-def services_failed_message(failures: Sequence[ServiceFailure], service_count: int) -> str:
+def services_failed_message(
+    failures: Sequence[ServiceFailure], service_count: int, stored_partitions: int = 0
+) -> str:
     """Return one message that names each failed service, where it failed and why.
 
     `service_count` is the number of services of the run, failed ones included. A service may
-    fail at several stages, and is counted once.
+    fail at several stages, and is counted once. `stored_partitions` counts the metric-days
+    written before every service failed, which are kept.
     """
     listed = "; ".join(
         f"{failure.service_name} ({failure.stage}): {failure.reason}" for failure in failures
     )
     failed_count = len({failure.service_name for failure in failures})
+    if failed_count >= service_count and stored_partitions:
+        return (
+            f"all {failed_count} dedicatedCloud service(s) failed after {stored_partitions} "
+            f"metric partition(s) were stored, which are kept. Fix the cause, then run the same "
+            f"days again: {listed}"
+        )
     if failed_count >= service_count:
         return (
             f"all {failed_count} dedicatedCloud service(s) failed, so no new data are stored. "
@@ -180,11 +189,9 @@ class DayFailures:
         self.raise_if_any(reports)
 
     def raise_if_any(self, reports: Sequence[MetricDayReport]) -> None:
-        # NOTE: when every service failed after some partitions of the day were written, the
-        # message still states that no new data are stored, although `reports` lists them.
         failures = self.failures
         if failures:
-            message = services_failed_message(failures, len(self.services))
+            message = services_failed_message(failures, len(self.services), len(reports))
             raise MetricsFailedError(message, failures, reports)
 
 

@@ -263,7 +263,7 @@ def build_metric_asset(kind: EntityKind) -> dg.AssetsDefinition:
             check_results=quality_check_results(metric_asset_key(kind), qualities),
         )
         if failures:
-            message = services_failed_message(failures, service_count)
+            message = services_failed_message(failures, service_count, len(reports))
             if warehouse_runs_later(context):
                 # The warehouse publishes the other services' data, then fails the run.
                 context.log.error(message)
