@@ -189,11 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser(
         "doctor",
         **command_help(
-            "check the settings, clock, access rules, metrics token and OpenTSDB endpoint",
+            "check the settings, clock, access rules, metrics token, OpenTSDB and the lake",
             "Check the configuration, the clock against OVH's GET /auth/time, the consumer "
             "key's access rules (GET /auth/currentCredential), the metrics token route of "
-            "each service and one small OpenTSDB query. Prints OK, WARN or FAIL per check, "
-            "and the fix of each failure. Writes nothing.",
+            "each service, one small OpenTSDB query and the data folder. With VSCOPE_LAKE_URL, "
+            "also list the bucket, test its conditional PUTs and read it through DuckDB, with "
+            "one small probe object under <prefix>/_doctor/ that is deleted again when the key "
+            "may delete. Prints OK, WARN or FAIL per check, and the fix of each failure.",
             ["vscope-pipeline doctor", "vscope-pipeline doctor --simulator"],
             "a check failed",
         ),

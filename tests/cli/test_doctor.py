@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from vscope_pipeline.cli import main
-from vscope_pipeline.doctor import check_clock
+from vscope_pipeline.doctor.api_checks import check_clock
 from vscope_pipeline.ovh.client import build_ovh_client
 from vscope_pipeline.ovh.retrying import RetryingClient
 from vscope_pipeline.retry import RetryPolicy
@@ -43,8 +43,9 @@ def pointed_at(
 
 
 def _lines(text: str) -> list[str]:
-    # The query time changes from run to run.
-    return [re.sub(r"in \d+\.\d\d s$", "in N s", line) for line in text.splitlines()]
+    # The query time and the free space change from run to run.
+    lines = [re.sub(r"in \d+\.\d\d s$", "in N s", line) for line in text.splitlines()]
+    return [re.sub(r"\d+\.\d GiB free", "N GiB free", line) for line in lines]
 
 
 def _output(capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -75,7 +76,9 @@ def test_doctor_passes_on_simulator(
         f"endpoint {simulator.opentsdb_url}",
         f"OK    OpenTSDB query of {SERVICE}: POST /api/query of vscope.host.cpu.usage.perc over "
         "the last hour returned 1 series, 1 point(s) in N s",
-        "doctor: 6 OK, 0 warning(s), 0 failure(s)",
+        f"OK    data folder: {tmp_path / 'data'} will be created in {tmp_path}, writable, "
+        "N GiB free",
+        "doctor: 7 OK, 0 warning(s), 0 failure(s)",
     ]
     assert code == 0
 
@@ -100,7 +103,7 @@ def test_doctor_names_removed_access_rule(
         f"FAIL  metrics token of {SERVICE}: no vScope metrics token for user 2101 of {SERVICE}: "
     )
     assert "Add the access rule POST /dedicatedCloud/*/user/*/metricsToken" in lines[5]
-    assert lines[-1] == "doctor: 3 OK, 0 warning(s), 2 failure(s)"
+    assert lines[-1] == "doctor: 4 OK, 0 warning(s), 2 failure(s)"
     assert code == 1
 
 
@@ -119,7 +122,7 @@ def test_doctor_fails_on_skewed_clock(
         "      fix: synchronise the local clock with NTP (for example `timedatectl set-ntp "
         "true`, or chrony), then run doctor again"
     )
-    assert lines[-1] == "doctor: 5 OK, 0 warning(s), 1 failure(s)"
+    assert lines[-1] == "doctor: 6 OK, 0 warning(s), 1 failure(s)"
     assert code == 1
 
 
@@ -142,7 +145,7 @@ def test_doctor_fails_without_token_route(
         "and VSCOPE_OPENTSDB_TOKEN to use an OpenTSDB endpoint and token directly",
         "      fix: follow the advice in the message above",
     ]
-    assert lines[-1] == "doctor: 4 OK, 0 warning(s), 1 failure(s)"
+    assert lines[-1] == "doctor: 5 OK, 0 warning(s), 1 failure(s)"
     assert code == 1
 
 
@@ -160,7 +163,7 @@ def test_doctor_fails_on_unknown_service(
     ]
     # The services that exist are still checked.
     assert lines[5].startswith(f"OK    metrics token of {SERVICE}: ")
-    assert lines[-1] == "doctor: 5 OK, 0 warning(s), 1 failure(s)"
+    assert lines[-1] == "doctor: 6 OK, 0 warning(s), 1 failure(s)"
     assert code == 1
 
 
@@ -234,8 +237,9 @@ def test_doctor_simulator_option(
         "OK    services",
         f"OK    metrics token of {SERVICE}",
         f"OK    OpenTSDB query of {SERVICE}",
+        "OK    data folder",
     ]
-    assert lines[-1] == "doctor: 6 OK, 0 warning(s), 0 failure(s)"
+    assert lines[-1] == "doctor: 7 OK, 0 warning(s), 0 failure(s)"
     assert code == 0
     # The simulator's variables are gone once doctor returns.
     assert "OVH_ENDPOINT" not in os.environ

@@ -18,6 +18,8 @@ from vscope_pipeline.lake.location import LakeLocation, S3Connection
 from vscope_pipeline.secrets import Secret
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+# The venv whose DuckDB (1.5.5) has httpfs from a package, made by `make httpfs-venv`.
+HTTPFS_PYTHON = REPOSITORY / ".venv-httpfs" / "bin" / "python"
 # Seconds to wait for moto to respond after it starts.
 STARTUP_TIMEOUT = 30
 ACCESS_KEY_ID = "AKIAS3LAKECANARY01"
@@ -70,6 +72,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def run_in_httpfs_venv(
+    args: list[str], environment: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run the httpfs venv's Python with `args`, after `make httpfs-venv` has made the venv."""
+    subprocess.run(["make", "--no-print-directory", "httpfs-venv"], cwd=REPOSITORY, check=True)
+    return subprocess.run(
+        [str(HTTPFS_PYTHON), *args],
+        env={**environment, "PYTHONPATH": str(REPOSITORY)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import logging
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.s3.conftest import REPOSITORY, SECRET_ACCESS_KEY, MotoServer, free_port
+from tests.s3.conftest import SECRET_ACCESS_KEY, MotoServer, free_port, run_in_httpfs_venv
 from vscope_pipeline.ingest import RunOutcome, ingest_range, last_complete_day
 from vscope_pipeline.simulator.runner import running_simulator
 from vscope_pipeline.status import build_status
@@ -35,7 +34,6 @@ from vscope_pipeline.warehouse import duckdb_s3
 pytestmark = pytest.mark.integration
 
 PREFIX = "vscope"
-HTTPFS_PYTHON = REPOSITORY / ".venv-httpfs" / "bin" / "python"
 # Columns whose value is the time of the run that wrote the row, not data of the day.
 RUN_TIME_COLUMNS = {"snapshot_at"}
 
@@ -205,26 +203,20 @@ def test_rerun_is_idempotent(runs: Runs, moto_server: MotoServer) -> None:
 
 @pytest.fixture(scope="module")
 def httpfs_result(runs: Runs, moto_server: MotoServer) -> dict:
-    subprocess.run(["make", "--no-print-directory", "httpfs-venv"], cwd=REPOSITORY, check=True)
     environment = {
         **{name: value for name, value in os.environ.items() if not name.startswith("VSCOPE_")},
         **moto_server.environment(runs.bucket, PREFIX),
         "VSCOPE_DATA_DIR": str(runs.s3_home),
-        "PYTHONPATH": str(REPOSITORY),
     }
-    child = subprocess.run(
+    child = run_in_httpfs_venv(
         [
-            str(HTTPFS_PYTHON),
             str(Path(__file__).with_name("httpfs_child.py")),
             json.dumps(QUERIES),
             runs.first.isoformat(),
             runs.last.isoformat(),
         ],
-        env=environment,
-        capture_output=True,
-        text=True,
+        environment,
         timeout=180,
-        check=False,
     )
     assert child.returncode == 0, child.stderr
     assert SECRET_ACCESS_KEY not in child.stdout + child.stderr

@@ -61,9 +61,9 @@ CONFLICT_BACKOFF_MAX = 2.0
 # Error codes of a conditional PUT that lost against another writer: 412 when the ETag no
 # longer matches (or the object now exists), 409 when another conditional write of the same
 # key was in flight.
-_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 # Error codes of a store that does not implement conditional PUTs.
-_UNSUPPORTED_CODES = frozenset({"NotImplemented", "501"})
+UNSUPPORTED_CODES = frozenset({"NotImplemented", "501"})
 
 
 class RollupFileError(RuntimeError):
@@ -175,13 +175,13 @@ def _write_month_object(
             client.put_object(Bucket=bucket, Key=key, Body=body, **condition)
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
-            if code in _UNSUPPORTED_CODES:
+            if code in UNSUPPORTED_CODES:
                 raise RollupConflictError(
                     f"failed to write the rollup object {url}: the store rejected a conditional "
                     f"PUT ({code}). Rollup month objects need a store that supports If-Match and "
                     "If-None-Match on PUT, so that concurrent runs keep each other's days."
                 ) from error
-            if code not in _CONFLICT_CODES:
+            if code not in CONFLICT_CODES:
                 raise
             log.info(
                 "rollup object %s changed since it was read (attempt %d of %d), reading it again",

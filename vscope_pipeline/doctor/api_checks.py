@@ -1,10 +1,8 @@
-"""`vscope-pipeline doctor`: check settings, clock, access rules, metrics token and OpenTSDB.
+"""Doctor checks of OVH APIv6 and OpenTSDB: settings, clock, access rules, token, one query.
 
-Each check prints one line, `OK`, `WARN` or `FAIL`, and a failure prints what to fix on the
-next line. The checks make the calls an ingest makes first, with the same clients and
-settings, and write nothing. They send `GET /auth/time`, `GET /auth/currentCredential` and the
-token POST, which returns the current token and changes nothing. Last comes one OpenTSDB
-query of one metric over the last hour.
+They make the calls an ingest makes first, with the same clients and settings, and change
+nothing: `GET /auth/time`, `GET /auth/currentCredential`, `GET /dedicatedCloud`, the token POST,
+which returns the current token, and one OpenTSDB query of one metric over the last hour.
 """
 
 from __future__ import annotations
@@ -13,12 +11,12 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 import ovh
 
-from vscope_pipeline.defs.resources import OpenTSDBResource, OvhApiResource, VScopeSettingsResource
+from vscope_pipeline.defs.resources import OpenTSDBResource, OvhApiResource
+from vscope_pipeline.doctor.result import CheckResult
 from vscope_pipeline.opentsdb.errors import OpenTSDBError
 from vscope_pipeline.ovh.access_rules import REQUIRED_ACCESS_RULES, missing_access_rules
 from vscope_pipeline.ovh.errors import OvhRequestError, OvhResponseError, request_failed
@@ -43,48 +41,18 @@ NTP_FIX = (
 )
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one check: OK, WARN or FAIL, what was found, and the fix of a failure."""
-
-    status: str
-    name: str
-    detail: str
-    fix: str | None = None
-    # True when the checks after this one cannot run, such as when APIv6 is unreachable.
-    blocking: bool = False
-
-    def lines(self) -> list[str]:
-        out = [f"{self.status:<5} {self.name}: {self.detail}"]
-        if self.fix:
-            out.append(f"      fix: {self.fix}")
-        return out
-
-
-def _ok(name: str, detail: str) -> CheckResult:
-    return CheckResult("OK", name, detail)
-
-
-def _warn(name: str, detail: str, fix: str | None = None) -> CheckResult:
-    return CheckResult("WARN", name, detail, fix)
-
-
-def _fail(name: str, detail: str, fix: str | None = None) -> CheckResult:
-    return CheckResult("FAIL", name, detail, fix)
-
-
 def check_configuration() -> tuple[CheckResult, Settings | None]:
     try:
         settings = load_settings()
     except SettingsError as error:
         fix = "set the variables named above (the README's Configuration table lists them)"
-        return _fail("configuration", "; ".join(error.problems), fix), None
+        return CheckResult.fail("configuration", "; ".join(error.problems), fix), None
     services = ", ".join(settings.service_names) if settings.service_names else "every service"
     if settings.user_id is not None:
         user = f"user id {settings.user_id}"
     else:
         user = f"user login {settings.user_login}"
-    return _ok(
+    return CheckResult.ok(
         "configuration",
         f"settings loaded: endpoint {settings.ovh.endpoint}, services: {services}, {user}, "
         f"data folder {settings.data_dir}",
@@ -110,26 +78,32 @@ def check_clock(client: RetryingClient) -> CheckResult:
     if offset == 0:
         detail = "local clock within 1 s of OVH's GET /auth/time"
     if abs(offset) > CLOCK_FAIL_SECONDS:
-        return _fail("clock", f"{detail} (more than {CLOCK_FAIL_SECONDS} s)", NTP_FIX)
+        return CheckResult.fail("clock", f"{detail} (more than {CLOCK_FAIL_SECONDS} s)", NTP_FIX)
     if abs(offset) > CLOCK_WARN_SECONDS:
-        return _warn("clock", f"{detail} (more than {CLOCK_WARN_SECONDS} s)", NTP_FIX)
-    return _ok("clock", detail)
+        return CheckResult.warn("clock", f"{detail} (more than {CLOCK_WARN_SECONDS} s)", NTP_FIX)
+    return CheckResult.ok("clock", detail)
 
 
 def check_access_rules(client: RetryingClient, settings: Settings) -> CheckResult:
     """Check the consumer key's state and rules, from `GET /auth/currentCredential`."""
     name = "access rules"
     if settings.ovh.client_id:
-        return _ok(name, "skipped: an OAuth2 service account has IAM policies, not access rules")
+        return CheckResult.ok(
+            name, "skipped: an OAuth2 service account has IAM policies, not access rules"
+        )
     try:
         credential = client.get(CURRENT_CREDENTIAL_PATH)
     except ovh.APIError as error:
         failure = request_failed("GET", CURRENT_CREDENTIAL_PATH, error)
-        return _fail(name, str(failure), "fix the consumer key or application keys named above")
+        return CheckResult.fail(
+            name, str(failure), "fix the consumer key or application keys named above"
+        )
     except OvhRequestError as error:
-        return _fail(name, str(error), "check that OVH_ENDPOINT is reachable, then run again")
+        return CheckResult.fail(
+            name, str(error), "check that OVH_ENDPOINT is reachable, then run again"
+        )
     if not isinstance(credential, dict) or not isinstance(credential.get("rules"), list):
-        return _fail(
+        return CheckResult.fail(
             name,
             f"GET {CURRENT_CREDENTIAL_PATH} returned {str(credential)[:80]!r}, expected an "
             "auth.ApiCredential object with rules",
@@ -137,7 +111,7 @@ def check_access_rules(client: RetryingClient, settings: Settings) -> CheckResul
     key = f"consumer key {credential.get('credentialId')}"
     status = credential.get("status")
     if status != "validated":
-        return _fail(
+        return CheckResult.fail(
             name,
             f"{key} has status {status!r}, expected 'validated'",
             "validate the consumer key at the validation URL OVH returned when it was "
@@ -157,25 +131,29 @@ def check_access_rules(client: RetryingClient, settings: Settings) -> CheckResul
     expiry = credential.get("expiration") or "never"
     if needed:
         listed = ", ".join(rule.text for rule in needed)
-        return _fail(
+        return CheckResult.fail(
             name,
             f"{key} (expires {expiry}) misses {len(needed)} rule(s): {listed}",
             f"request a new consumer key whose access rules include {listed}, validate it, "
             "and set OVH_CONSUMER_KEY",
         )
     optional = "".join(f"; no {rule.text} (optional fallback)" for rule in missing)
-    return _ok(name, f"{key} (expires {expiry}) allows every call the pipeline makes{optional}")
+    return CheckResult.ok(
+        name, f"{key} (expires {expiry}) allows every call the pipeline makes{optional}"
+    )
 
 
 def check_token(api: OvhApiResource, settings: Settings, service: str) -> CheckResult:
     name = f"metrics token of {service}"
     if settings.opentsdb_url and settings.opentsdb_token:
-        return _ok(name, "skipped: VSCOPE_OPENTSDB_URL and VSCOPE_OPENTSDB_TOKEN are set")
+        return CheckResult.ok(
+            name, "skipped: VSCOPE_OPENTSDB_URL and VSCOPE_OPENTSDB_TOKEN are set"
+        )
     try:
         token = api.metrics_token(service)
     except (TokenError, OvhRequestError, OvhResponseError) as error:
-        return _fail(name, str(error), _token_fix(error))
-    return _ok(
+        return CheckResult.fail(name, str(error), _token_fix(error))
+    return CheckResult.ok(
         name,
         f"obtained with POST .../{token.route}; OpenTSDB endpoint {token.opentsdb_endpoint}",
     )
@@ -206,9 +184,11 @@ def check_opentsdb(
         response = client.query(body)
         seconds = time.monotonic() - started
     except (TokenError, OvhRequestError, OvhResponseError) as error:
-        return _fail(name, f"no client: {error}", "fix the metrics token check first")
+        return CheckResult.fail(name, f"no client: {error}", "fix the metrics token check first")
     except OpenTSDBError as error:
-        return _fail(name, str(error), "check the OpenTSDB endpoint and token named above")
+        return CheckResult.fail(
+            name, str(error), "check the OpenTSDB endpoint and token named above"
+        )
     series: Any = json.loads(response.content or b"[]")
     points = sum(len(item.get("dps") or {}) for item in series if isinstance(item, dict))
     detail = (
@@ -216,16 +196,16 @@ def check_opentsdb(
         f"series, {points} point(s) in {seconds:.2f} s"
     )
     if not points:
-        return _warn(
+        return CheckResult.warn(
             name,
             detail,
             "the token reads no recent host CPU point: check that VSCOPE_USER_LOGIN is a user "
             "of this service and that vScope shows graphs",
         )
-    return _ok(name, detail)
+    return CheckResult.ok(name, detail)
 
 
-def _service_names(client: RetryingClient, settings: Settings) -> tuple[list[str], CheckResult]:
+def service_names(client: RetryingClient, settings: Settings) -> tuple[list[str], CheckResult]:
     """Return the services to check: those of VSCOPE_SERVICE_NAMES, else every one listed.
 
     The list is read even when VSCOPE_SERVICE_NAMES is set, so that a misspelt name fails here
@@ -235,73 +215,30 @@ def _service_names(client: RetryingClient, settings: Settings) -> tuple[list[str
         listed = client.get("/dedicatedCloud")
     except ovh.APIError as error:
         failure = request_failed("GET", "/dedicatedCloud", error)
-        return [], _fail("services", str(failure), "follow the advice in the message above")
+        return [], CheckResult.fail(
+            "services", str(failure), "follow the advice in the message above"
+        )
     except OvhRequestError as error:
-        return [], _fail("services", str(error), "check that OVH_ENDPOINT is reachable")
+        return [], CheckResult.fail("services", str(error), "check that OVH_ENDPOINT is reachable")
     seen = [str(name) for name in listed] if isinstance(listed, list) else []
     if settings.service_names:
         names = list(settings.service_names)
         unknown = [name for name in names if name not in seen]
         if unknown:
-            return [name for name in names if name in seen], _fail(
+            return [name for name in names if name in seen], CheckResult.fail(
                 "services",
                 f"{', '.join(unknown)} from VSCOPE_SERVICE_NAMES not found: the account sees "
                 f"{', '.join(seen) or 'no service'}",
                 "set VSCOPE_SERVICE_NAMES to services the account sees, or use the keys of the "
                 "account that owns them",
             )
-        return names, _ok("services", f"{len(names)} from VSCOPE_SERVICE_NAMES: {', '.join(names)}")
+        return names, CheckResult.ok(
+            "services", f"{len(names)} from VSCOPE_SERVICE_NAMES: {', '.join(names)}"
+        )
     if not seen:
-        return [], _fail(
+        return [], CheckResult.fail(
             "services",
             "GET /dedicatedCloud returned no service",
             "use the keys of the account that owns the Hosted Private Cloud",
         )
-    return seen, _ok("services", f"{len(seen)} seen by the account: {', '.join(seen)}")
-
-
-def run_doctor(out: TextIO) -> int:
-    """Run every check, print one line each, and return 0, 1 (a check failed) or 2 (settings)."""
-    results: list[CheckResult] = []
-
-    def report(result: CheckResult) -> None:
-        results.append(result)
-        for line in result.lines():
-            print(line, file=out, flush=True)
-
-    configuration, settings = check_configuration()
-    report(configuration)
-    if settings is None:
-        print("doctor: the configuration is invalid, so no request was sent", file=out)
-        return 2
-
-    settings_resource = VScopeSettingsResource()
-    api = OvhApiResource(config=settings_resource)
-    opentsdb = OpenTSDBResource(ovh_api=api)
-    try:
-        client = api.api_client()
-        clock = check_clock(client)
-        report(clock)
-        if clock.blocking:
-            print("doctor: APIv6 cannot be reached, so the other checks were not run", file=out)
-            return 1
-        report(check_access_rules(client, settings))
-        services, listing = _service_names(client, settings)
-        report(listing)
-        for service in services:
-            token = check_token(api, settings, service)
-            report(token)
-            # Without a token there is nothing to query OpenTSDB with.
-            if token.status != "FAIL":
-                report(check_opentsdb(opentsdb, service))
-    finally:
-        opentsdb.close_clients()
-
-    failed = [result for result in results if result.status == "FAIL"]
-    warned = [result for result in results if result.status == "WARN"]
-    print(
-        f"doctor: {len(results) - len(failed) - len(warned)} OK, {len(warned)} warning(s), "
-        f"{len(failed)} failure(s)",
-        file=out,
-    )
-    return 1 if failed else 0
+    return seen, CheckResult.ok("services", f"{len(seen)} seen by the account: {', '.join(seen)}")
