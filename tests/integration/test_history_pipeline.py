@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
-from vscope_pipeline.ingest import RunOutcome, ingest_range
-from vscope_pipeline.simulator.clock import SimulatorClock
-from vscope_pipeline.simulator.runner import RunningSimulator, running_simulator
+from tests.noon_ingest import ingest_at_noon
+from vscope_pipeline.ingest import RunOutcome
+from vscope_pipeline.simulator.runner import RunningSimulator
 
 pytestmark = pytest.mark.integration
 
@@ -41,26 +40,10 @@ class History:
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     data_dir = tmp_path_factory.mktemp("history")
-    clock = SimulatorClock()
-    outcomes: list[RunOutcome] = []
-    with (
-        running_simulator(
-            anchor_day=ANCHOR,
-            vm_count=12,
-            step_seconds=STEP_SECONDS,
-            clock=clock,
-            inventory_changes=True,
-        ) as simulator,
-        pytest.MonkeyPatch.context() as monkeypatch,
-        dg.DagsterInstance.ephemeral() as instance,
-    ):
-        for name, value in simulator.environment().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("VSCOPE_DATA_DIR", str(data_dir))
-        for day in DAYS:
-            clock.set(dt.datetime.combine(day, dt.time(12), dt.UTC))
-            outcomes += ingest_range(day, day, instance=instance, days_per_run=1)
-        yield History(simulator, data_dir, outcomes)
+    with ingest_at_noon(
+        data_dir, DAYS, anchor=ANCHOR, vm_count=12, step_seconds=STEP_SECONDS
+    ) as runs:
+        yield History(runs.simulator, data_dir, runs.outcomes)
 
 
 def query(history: History, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
