@@ -80,20 +80,32 @@ def count_duplicate_rows(
 
     Only the last `days` days stored are read. A key present 3 times counts 2. `s3` is the
     connection to the lake's bucket, None for a local lake.
+
+    Each metric-day is counted on its own, so the memory needed is that of one partition, not
+    of all the days (one query over 3 days of a 500-VM fleet peaked at 6.3 GiB). A key cannot
+    span two metric-days: it contains the metric and the timestamp, and the lake writer puts
+    each point in the partition of its metric and UTC day.
     """
+    total = 0
     with open_warehouse(database, s3) as con:
-        row = con.execute(
+        partitions = con.execute(
             """
-            WITH recent AS (
-                SELECT * FROM metric_points
-                WHERE day > (SELECT max(day) FROM metric_points) - ?::INTEGER
-            )
-            SELECT count(*) - count(DISTINCT (metric, service_name, datacenter, entity, nic, ts))
-            FROM recent
+            SELECT DISTINCT metric, day FROM metric_points
+            WHERE day > (SELECT max(day) FROM metric_points) - ?::INTEGER
+            ORDER BY ALL
             """,
             [days],
-        ).fetchone()
-    return int(row[0]) if row else 0
+        ).fetchall()
+        for metric, day in partitions:
+            row = con.execute(
+                """
+                SELECT count(*) - count(DISTINCT (service_name, datacenter, entity, nic, ts))
+                FROM metric_points WHERE metric = ? AND day = ?
+                """,
+                [metric, day],
+            ).fetchone()
+            total += int(row[0]) if row else 0
+    return total
 
 
 @dg.asset_check(
