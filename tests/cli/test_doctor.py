@@ -69,8 +69,8 @@ def test_doctor_passes_on_simulator(
         f"OK    configuration: settings loaded: endpoint {simulator.ovh_endpoint}, services: "
         f"{SERVICE}, user login admin, data folder {tmp_path / 'data'}",
         "OK    clock: local clock within 1 s of OVH's GET /auth/time",
-        "OK    access rules: consumer key 424242 (expires never) allows every call the "
-        "pipeline makes",
+        "OK    access rules: consumer key with credential id 424242 (expires never) allows "
+        "every call the pipeline makes",
         f"OK    services: 1 from VSCOPE_SERVICE_NAMES: {SERVICE}",
         f"OK    metrics token of {SERVICE}: obtained with POST .../metricsToken; OpenTSDB "
         f"endpoint {simulator.opentsdb_url}",
@@ -94,8 +94,8 @@ def test_doctor_names_removed_access_rule(
         code = main(["doctor"])
     lines = _output(capsys)
     assert lines[2:4] == [
-        "FAIL  access rules: consumer key 424242 (expires never) misses 1 rule(s): "
-        "POST /dedicatedCloud/*/user/*/metricsToken",
+        "FAIL  access rules: consumer key with credential id 424242 (expires never) misses 1 "
+        "rule(s): POST /dedicatedCloud/*/user/*/metricsToken",
         "      fix: request a new consumer key whose access rules include "
         "POST /dedicatedCloud/*/user/*/metricsToken, validate it, and set OVH_CONSUMER_KEY",
     ]

@@ -83,7 +83,8 @@ def test_doctor_missing_bucket(moto_server: MotoServer) -> None:
 
     assert [result.lines() for result in results] == [
         [
-            f"FAIL  lake bucket: bucket no-such-bucket not found at {moto_server.endpoint}",
+            f"FAIL  lake bucket: bucket no-such-bucket not found at {moto_server.endpoint}. The "
+            "bucket's other checks need the listing, so they did not run",
             "      fix: create the bucket (the pipeline creates none), or correct "
             "VSCOPE_LAKE_URL and VSCOPE_S3_ENDPOINT",
         ]

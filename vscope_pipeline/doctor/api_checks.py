@@ -108,7 +108,7 @@ def check_access_rules(client: RetryingClient, settings: Settings) -> CheckResul
             f"GET {CURRENT_CREDENTIAL_PATH} returned {str(credential)[:80]!r}, expected an "
             "auth.ApiCredential object with rules",
         )
-    key = f"consumer key {credential.get('credentialId')}"
+    key = f"consumer key with credential id {credential.get('credentialId')}"
     status = credential.get("status")
     if status != "validated":
         return CheckResult.fail(

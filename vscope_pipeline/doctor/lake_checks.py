@@ -8,6 +8,7 @@ when the key may delete objects, and leave it otherwise: the pipeline itself del
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
@@ -79,7 +80,10 @@ def check_bucket_lake(lake: LakeLocation, workers: int) -> list[CheckResult]:
     bucket, _, prefix = lake.root.partition("/")
     listing = _check_listing(client, lake, bucket, prefix)
     if listing.status == "FAIL":
-        return [listing]
+        skipped = (
+            f"{listing.detail}. The bucket's other checks need the listing, so they did not run"
+        )
+        return [dataclasses.replace(listing, detail=skipped)]
     key = f"{prefix}/{PROBE_KEY}" if prefix else PROBE_KEY
     url = f"s3://{bucket}/{key}"
     results = [listing]
@@ -240,7 +244,8 @@ def _check_duckdb(connection: S3Connection, url: str) -> CheckResult:
                 name,
                 str(error),
                 "make DuckDB's httpfs extension available as the message says; until then "
-                "the warehouse, `sql`, `status` and `report` cannot read the bucket",
+                "runs store their partitions but fail at the warehouse, and `sql` and `report` "
+                "cannot read the bucket",
             )
         try:
             row = con.execute("SELECT content FROM read_blob(?)", [url]).fetchone()
