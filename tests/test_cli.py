@@ -79,8 +79,52 @@ def test_sql_missing_database(data_dir, capsys):
     assert captured.out == ""
     assert captured.err == (
         f"error: {data_dir / 'vscope.duckdb'} does not exist yet: run `vscope-pipeline ingest` "
-        "(or `make demo`) first\n"
+        "(or `make demo`) first.\n"
     )
+
+
+def test_sql_missing_database_bucket_hint(data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("VSCOPE_LAKE_URL", "s3://acme-vscope/lake")
+    monkeypatch.setenv("VSCOPE_S3_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("VSCOPE_S3_REGION", "gra")
+    monkeypatch.setenv("VSCOPE_S3_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("VSCOPE_S3_SECRET_ACCESS_KEY", "example-secret-key")
+
+    assert main(["sql", "SELECT 1"]) == 2
+
+    assert capsys.readouterr().err == (
+        f"error: {data_dir / 'vscope.duckdb'} does not exist yet: run `vscope-pipeline ingest` "
+        "(or `make demo`) first. With the lake in a bucket, ingest builds it only where DuckDB "
+        "can load its httpfs extension: `vscope-pipeline doctor` checks that.\n"
+    )
+
+
+@pytest.mark.parametrize("output_format", ["csv", "table"])
+def test_sql_reader_closing_early_exits_1(warehouse, output_format):
+    # Megabytes in one write, so a reader that closes after 10 bytes cuts that write short.
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vscope_pipeline.cli",
+            "sql",
+            "--format",
+            output_format,
+            "--max-rows",
+            "300000",
+            "SELECT range AS n FROM range(300000)",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    child.stdout.read(10)
+    child.stdout.close()
+
+    _, stderr = child.communicate(timeout=60)
+
+    assert child.returncode == 1
+    assert stderr == b""
 
 
 def test_sql_needs_no_api_keys(warehouse, capsys):

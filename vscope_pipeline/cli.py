@@ -28,7 +28,11 @@ from vscope_pipeline.report.command import add_report_parser, run_report
 from vscope_pipeline.settings import SettingsError, load_data_dir, load_lake, load_settings
 from vscope_pipeline.status import STATUS_FORMATS, build_status, render_json, render_table
 from vscope_pipeline.textable import format_csv, format_json, format_markdown, format_table
-from vscope_pipeline.warehouse.duckdb_s3 import HttpfsUnavailableError, prepare_session
+from vscope_pipeline.warehouse.duckdb_s3 import (
+    MISSING_WAREHOUSE_HINT,
+    HttpfsUnavailableError,
+    prepare_session,
+)
 
 log = logging.getLogger("vscope_pipeline")
 
@@ -176,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
             "snapshots, the last Dagster run, whether yesterday is loaded (against "
             "VSCOPE_FRESHNESS_HOUR) and the sizes. Writes nothing.",
             ["vscope-pipeline status", "vscope-pipeline status --format json | jq .freshness"],
-            "not used: status only reads, and reports a late day in its output",
+            "the output stream closed early (a pipe to `head`, say); a late day is reported "
+            "in the output, not by the exit code",
         ),
     )
     status.add_argument(
@@ -357,9 +362,10 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     data_dir, bucket = load_lake()
     database = data_dir / DUCKDB_FILE
     if not database.exists():
+        hint = f" {MISSING_WAREHOUSE_HINT}" if bucket else ""
         print(
             f"error: {database} does not exist yet: run `vscope-pipeline ingest` "
-            "(or `make demo`) first",
+            f"(or `make demo`) first.{hint}",
             file=sys.stderr,
         )
         return 2
@@ -399,13 +405,32 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 def _print_result(output_format: str, columns: list[str], rows: list[tuple[object, ...]]) -> None:
     if output_format == "csv":
         # The CSV text carries its own CRLF line ends.
-        sys.stdout.write(format_csv(columns, rows))
+        _write_all(format_csv(columns, rows))
     elif output_format == "json":
         print(format_json(columns, rows))
     elif output_format == "markdown":
         print(format_markdown(columns, rows))
     else:
         print(format_table(columns, rows))
+
+
+def _write_all(text: str) -> None:
+    """Write `text` to stdout whole, or raise BrokenPipeError if the reader went away.
+
+    A pipe whose reader closes during one large write() makes the call return the bytes
+    written so far, and Python's buffered stdout then drops the rest without an error. Writing
+    to the file descriptor in a loop turns that into EPIPE on the next call.
+    """
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        # A stream with no descriptor, such as a test's captured output.
+        sys.stdout.write(text)
+        return
+    sys.stdout.flush()
+    remaining = memoryview(text.encode(sys.stdout.encoding or "utf-8"))
+    while remaining:
+        remaining = remaining[os.write(descriptor, remaining) :]
 
 
 def _print_note(note: str, output_format: str) -> None:
@@ -574,7 +599,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
+        # Flushed here, so that output cut short by a reader that closed the pipe early gives
+        # exit code 1 below, whether or not the last write still fit in the pipe.
+        sys.stdout.flush()
+        return code
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

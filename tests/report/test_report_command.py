@@ -194,7 +194,7 @@ def test_missing_database_rejected(
     assert code == 2
     assert capsys.readouterr().err == (
         f"error: {data_dir / 'vscope.duckdb'} does not exist yet: run `vscope-pipeline ingest "
-        f"--from {FIRST_DAY} --to {LAST_DAY}` (or `make demo`) first\n"
+        f"--from {FIRST_DAY} --to {LAST_DAY}` (or `make demo`) first.\n"
     )
     assert not data_dir.exists()
 

@@ -18,6 +18,7 @@ from vscope_pipeline.lake.staging import (
 )
 from vscope_pipeline.report.html import render_report
 from vscope_pipeline.report.queries import ReportData, read_report_data
+from vscope_pipeline.warehouse.duckdb_s3 import MISSING_WAREHOUSE_HINT
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,19 @@ def default_report_path(data_dir: Path, first: dt.date, last: dt.date) -> Path:
     return data_dir / REPORTS_DIR / f"vscope-report-{first}-{last}.html"
 
 
-def check_report_input(database: Path, first: dt.date, last: dt.date) -> None:
+def check_report_input(
+    database: Path, first: dt.date, last: dt.date, *, bucket_lake: bool = False
+) -> None:
     """Raise ReportInputError when `first` is after `last` or `database` does not exist."""
     if first > last:
         raise ReportInputError(
             f"--from {first} is after --to {last}: give the first day of the period, then the last"
         )
     if not database.is_file():
+        hint = f" {MISSING_WAREHOUSE_HINT}" if bucket_lake else ""
         raise ReportInputError(
             f"{database} does not exist yet: run `vscope-pipeline ingest --from {first} "
-            f"--to {last}` (or `make demo`) first"
+            f"--to {last}` (or `make demo`) first.{hint}"
         )
 
 
@@ -74,7 +78,7 @@ def write_report(
     a lake in a folder. Raises ReportInputError for a bad period or a
     missing database, duckdb.Error when a query fails, OSError when the file cannot be written.
     """
-    check_report_input(database, first, last)
+    check_report_input(database, first, last, bucket_lake=s3 is not None)
     data = read_report_data(database, first, last, s3)
     rendered = render_report(data, generated_at or dt.datetime.now(dt.UTC))
     encoded = rendered.page.encode("utf-8")

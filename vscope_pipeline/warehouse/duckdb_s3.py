@@ -32,6 +32,14 @@ HTTPFS_WHEEL = "duckdb_extension_httpfs"
 INSTALL_HTTPFS = "INSTALL httpfs"
 
 
+# Appended to "vscope.duckdb does not exist yet" for a lake in a bucket, where an ingest that
+# stored every partition still fails at the warehouse without httpfs.
+MISSING_WAREHOUSE_HINT = (
+    "With the lake in a bucket, ingest builds it only where DuckDB can load its httpfs "
+    "extension: `vscope-pipeline doctor` checks that."
+)
+
+
 class HttpfsUnavailableError(RuntimeError):
     """DuckDB's httpfs extension could not be loaded, so the bucket cannot be read."""
 
@@ -73,12 +81,16 @@ def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
         return
     except duckdb.Error as error:
         errors.append(f"INSTALL httpfs: {_first_line(error)}")
+    version = f"v{duckdb.__version__}"
+    platform = _platform(con)
     raise HttpfsUnavailableError(
         f"failed to load DuckDB's httpfs extension, which reading the lake in a bucket needs "
-        f"(DuckDB {duckdb.__version__}): {'; '.join(errors)}. Let this machine reach "
-        "extensions.duckdb.org once (`INSTALL httpfs` stores the extension under "
-        "~/.duckdb/extensions), or install the `duckdb-extension-httpfs` package of the same "
-        "version as the `duckdb` package."
+        f"(DuckDB {duckdb.__version__}): {'; '.join(errors)}. Either let this machine reach "
+        "http://extensions.duckdb.org once, so that `INSTALL httpfs` stores the extension in "
+        f"~/.duckdb/extensions/{version}/{platform}/, or copy httpfs.duckdb_extension into that "
+        f"folder of this user from a machine where DuckDB {duckdb.__version__} on {platform} "
+        f"has installed it. For some DuckDB versions, PyPI's `{HTTPFS_WHEEL.replace('_', '-')}` "
+        "package of the same version as `duckdb` ships it too."
     )
 
 
@@ -115,6 +127,15 @@ def open_warehouse(
     with duckdb.connect(str(database), read_only=True) as con:
         prepare_session(con, connection)
         yield con
+
+
+def _platform(con: duckdb.DuckDBPyConnection) -> str:
+    """Return DuckDB's platform name, such as linux_amd64, which names the extension folder."""
+    try:
+        row = con.execute("PRAGMA platform").fetchone()
+    except duckdb.Error:
+        return "<platform>"
+    return str(row[0]) if row else "<platform>"
 
 
 def _first_line(error: duckdb.Error) -> str:
