@@ -246,6 +246,7 @@ def build_status(
         spans[service] = (min(first, *days), max(last, *days))
     return {
         "data_dir": str(data_dir),
+        "data_dir_exists": data_dir.is_dir(),
         "lake": lake.url(lake.root),
         "loaded": bool(all_days) or bool(contents.empty_partitions),
         "metrics": [
@@ -312,6 +313,8 @@ def _metric_rows(status: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 def render_table(status: dict[str, Any]) -> str:
     """Return the status for a terminal: metric days and gaps, inventory, run, freshness, sizes."""
     out = [f"data folder: {status['data_dir']}"]
+    if not status["data_dir_exists"]:
+        out[0] += " (not created yet: check VSCOPE_DATA_DIR if you expected data there)"
     if status["lake"] != status["data_dir"]:
         out.append(f"lake: {status['lake']}")
     if not status["loaded"]:

@@ -37,7 +37,8 @@ def test_status_of_empty_folder(
     assert main(["status"]) == 0
 
     assert capsys.readouterr().out.splitlines() == [
-        f"data folder: {data_dir}",
+        f"data folder: {data_dir} (not created yet: check VSCOPE_DATA_DIR if you expected data "
+        "there)",
         "no metric data yet: run `vscope-pipeline ingest --from YYYY-MM-DD --to YYYY-MM-DD` "
         "(add --simulator to try the simulator), or `make demo`",
         "",

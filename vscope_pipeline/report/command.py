@@ -34,7 +34,8 @@ def add_report_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--out",
         type=Path,
         default=None,
-        help="HTML file to write (default <data dir>/reports/vscope-report-FROM-TO.html)",
+        help="HTML file to write, its missing folders created (default "
+        "<data dir>/reports/vscope-report-FROM-TO.html)",
     )
 
 
