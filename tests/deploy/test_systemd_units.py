@@ -190,6 +190,12 @@ def test_unit_hardening(units, name):
 
 
 @pytest.mark.parametrize("name", [DAEMON, WEBSERVER])
+def test_unit_umask_private(units, name):
+    # Dagster's run history and logs name VMs and hosts, and systemd's default umask is 022.
+    assert single(units[name], "Service", "UMask") == "0077"
+
+
+@pytest.mark.parametrize("name", [DAEMON, WEBSERVER])
 def test_unit_writable_paths(units, name):
     unit = units[name]
     writable = [path for line in unit["Service"]["ReadWritePaths"] for path in line.split()]
