@@ -91,14 +91,36 @@ def test_endpoint_not_http() -> None:
 
 
 def test_endpoint_with_credentials() -> None:
-    problems = _problems({**S3, "VSCOPE_S3_ENDPOINT": "https://user:hunter2@s3.example/x"})
+    problems = _problems({**S3, "VSCOPE_S3_ENDPOINT": "https://user:hunter2@s3.example:8443"})
 
     assert problems == [
-        "VSCOPE_S3_ENDPOINT https://s3.example must be a bare scheme, host and port: remove any "
-        "credentials, path or query from it (the bucket goes in VSCOPE_LAKE_URL, the keys in "
-        "VSCOPE_S3_ACCESS_KEY_ID and VSCOPE_S3_SECRET_ACCESS_KEY)"
+        "VSCOPE_S3_ENDPOINT 'https://s3.example:8443' must be a bare scheme, host and port: "
+        "remove any credentials, path or query from it (the bucket goes in VSCOPE_LAKE_URL, the "
+        "keys in VSCOPE_S3_ACCESS_KEY_ID and VSCOPE_S3_SECRET_ACCESS_KEY)"
     ]
     assert "hunter2" not in problems[0]
+    assert "user" not in problems[0]
+
+
+def test_endpoint_with_path_shown_whole() -> None:
+    problems = _problems({**S3, "VSCOPE_S3_ENDPOINT": "http://127.0.0.1:9000/lake?x=1"})
+
+    assert problems == [
+        "VSCOPE_S3_ENDPOINT 'http://127.0.0.1:9000/lake?x=1' must be a bare scheme, host and "
+        "port: remove any credentials, path or query from it (the bucket goes in "
+        "VSCOPE_LAKE_URL, the keys in VSCOPE_S3_ACCESS_KEY_ID and VSCOPE_S3_SECRET_ACCESS_KEY)"
+    ]
+
+
+def test_endpoint_with_password_path_and_at_sign() -> None:
+    problems = _problems({**S3, "VSCOPE_S3_ENDPOINT": "https://u:p@ss:w0rd@s3.example:443/b"})
+
+    assert problems == [
+        "VSCOPE_S3_ENDPOINT 'https://s3.example:443/b' must be a bare scheme, host and port: "
+        "remove any credentials, path or query from it (the bucket goes in VSCOPE_LAKE_URL, the "
+        "keys in VSCOPE_S3_ACCESS_KEY_ID and VSCOPE_S3_SECRET_ACCESS_KEY)"
+    ]
+    assert "w0rd" not in problems[0]
 
 
 def test_access_key_without_secret() -> None:
