@@ -30,7 +30,7 @@ from vscope_pipeline.simulator.runner import running_simulator
 from vscope_pipeline.warehouse.build import build_warehouse
 
 KEYS_HELP = (
-    "create keys at https://eu.api.ovh.com/createToken/ (or the ca/us equivalent) or set it in "
+    "create keys at https://eu.api.ovh.com/createToken/ (or the ca/us equivalent) or set them in "
     "ovh.conf; a service account uses OVH_CLIENT_ID and OVH_CLIENT_SECRET instead, and "
     "`vscope-pipeline ingest --simulator` needs none"
 )

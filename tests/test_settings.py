@@ -62,6 +62,31 @@ def test_every_problem_in_one_message():
         assert name in message
 
 
+def test_one_missing_key_named_alone():
+    environ = {**KEYS}
+    del environ["OVH_CONSUMER_KEY"]
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ)
+
+    assert caught.value.problems == [
+        "OVH_CONSUMER_KEY is missing: create keys at https://eu.api.ovh.com/createToken/ "
+        "(or the ca/us equivalent) or set it in ovh.conf; a service account uses OVH_CLIENT_ID "
+        "and OVH_CLIENT_SECRET instead, and `vscope-pipeline ingest --simulator` needs none"
+    ]
+
+
+def test_several_missing_keys_named_together():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"OVH_APPLICATION_KEY": "ak"})
+
+    assert caught.value.problems == [
+        "OVH_APPLICATION_SECRET, OVH_CONSUMER_KEY are missing: create keys at "
+        "https://eu.api.ovh.com/createToken/ (or the ca/us equivalent) or set them in ovh.conf; "
+        "a service account uses OVH_CLIENT_ID and OVH_CLIENT_SECRET instead, and "
+        "`vscope-pipeline ingest --simulator` needs none"
+    ]
+
+
 @pytest.mark.parametrize(
     ("endpoint", "expected"),
     [

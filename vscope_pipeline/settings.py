@@ -34,11 +34,16 @@ DEFAULT_START_DATE = dt.date(2025, 1, 1)
 DEFAULT_FRESHNESS_HOUR = 6
 
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_KEYS_HELP = (
-    "create keys at https://eu.api.ovh.com/createToken/ (or the ca/us equivalent) or set it in "
-    "ovh.conf; a service account uses OVH_CLIENT_ID and OVH_CLIENT_SECRET instead, and "
-    "`vscope-pipeline ingest --simulator` needs none"
-)
+
+
+def _missing_keys_problem(missing: list[str]) -> str:
+    verb, pronoun = ("is", "it") if len(missing) == 1 else ("are", "them")
+    return (
+        f"{', '.join(missing)} {verb} missing: create keys at https://eu.api.ovh.com/createToken/ "
+        f"(or the ca/us equivalent) or set {pronoun} in ovh.conf; a service account uses "
+        "OVH_CLIENT_ID and OVH_CLIENT_SECRET instead, and `vscope-pipeline ingest --simulator` "
+        "needs none"
+    )
 
 
 class SettingsError(ValueError):
@@ -169,8 +174,7 @@ def _load_ovh(environ: Mapping[str, str], problems: list[str]) -> OvhCredentials
             if not given
         ]
         if missing:
-            verb = "is" if len(missing) == 1 else "are"
-            problems.append(f"{', '.join(missing)} {verb} missing: {_KEYS_HELP}")
+            problems.append(_missing_keys_problem(missing))
 
     def secret(text: str | None) -> Secret | None:
         return Secret(text) if text else None
