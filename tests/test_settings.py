@@ -2,6 +2,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+import requests
 
 from vscope_pipeline.secrets import Secret
 from vscope_pipeline.settings import (
@@ -85,6 +86,48 @@ def test_several_missing_keys_named_together():
         "a service account uses OVH_CLIENT_ID and OVH_CLIENT_SECRET instead, and "
         "`vscope-pipeline ingest --simulator` needs none"
     ]
+
+
+OAUTH2 = {"OVH_CLIENT_ID": "id", "OVH_CLIENT_SECRET": "service-account-secret"}
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://127.0.0.1:9/1.0", "kimsufi-eu", "https://eu.api.kimsufi.com/1.0"],
+)
+def test_oauth2_rejected_without_token_url(endpoint, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_settings sent a request")
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", refuse)
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**OAUTH2, "OVH_ENDPOINT": endpoint})
+
+    assert caught.value.problems == [
+        f"OAuth2 (OVH_CLIENT_ID, OVH_CLIENT_SECRET) cannot be used with OVH_ENDPOINT "
+        f"{endpoint!r}: python-ovh fetches service account tokens from OVHcloud only, for the "
+        "endpoints ovh-ca, ovh-eu, ovh-us. Set OVH_ENDPOINT to one of these, or replace "
+        "OVH_CLIENT_ID and OVH_CLIENT_SECRET with application keys (OVH_APPLICATION_KEY, "
+        "OVH_APPLICATION_SECRET, OVH_CONSUMER_KEY) to use this endpoint"
+    ]
+    assert "service-account-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("endpoint", ["ovh-eu", "ovh-ca", "ovh-us", "https://eu.api.ovh.com/v1"])
+def test_oauth2_accepted_with_token_url(endpoint):
+    settings = load_settings({**OAUTH2, "OVH_ENDPOINT": endpoint})
+
+    assert settings.ovh.endpoint == endpoint
+    assert settings.ovh.client_id == "id"
+    assert settings.ovh.client_secret == Secret("service-account-secret")
+
+
+def test_invalid_endpoint_with_oauth2_reported_once():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**OAUTH2, "OVH_ENDPOINT": "ovh-mars"})
+
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith("OVH_ENDPOINT: OVH endpoint 'ovh-mars' is neither")
 
 
 @pytest.mark.parametrize(

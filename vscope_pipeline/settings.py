@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import ovh.client
 import ovh.config
 
 from vscope_pipeline.catalog import CatalogError, MetricSpec, parse_extra_metric
@@ -138,6 +139,30 @@ def validate_endpoint(endpoint: str) -> str | None:
     return None
 
 
+def _oauth2_endpoint_problem(endpoint: str) -> str | None:
+    """Return a problem description when a service account cannot sign in through `endpoint`.
+
+    python-ovh 1.2.0 fetches OAuth2 tokens from a fixed token URL per endpoint name
+    (`ovh.client.OAUTH2_TOKEN_URLS`: ovh-eu, ovh-ca and ovh-us) and raises InvalidConfiguration
+    for any other name. A URL on another host, such as the simulator, has no token URL at all.
+    """
+    try:
+        target = resolve_endpoint(endpoint)
+    except EndpointError:
+        # validate_endpoint has already reported this value.
+        return None
+    if target.name in ovh.client.OAUTH2_TOKEN_URLS:
+        return None
+    names = ", ".join(sorted(ovh.client.OAUTH2_TOKEN_URLS))
+    return (
+        f"OAuth2 (OVH_CLIENT_ID, OVH_CLIENT_SECRET) cannot be used with OVH_ENDPOINT "
+        f"{endpoint!r}: python-ovh fetches service account tokens from OVHcloud only, for the "
+        f"endpoints {names}. Set OVH_ENDPOINT to one of these, or replace OVH_CLIENT_ID and "
+        "OVH_CLIENT_SECRET with application keys (OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET, "
+        "OVH_CONSUMER_KEY) to use this endpoint"
+    )
+
+
 def _load_ovh(environ: Mapping[str, str], problems: list[str]) -> OvhCredentials:
     endpoint = _ovh_value(environ, "default", "endpoint") or DEFAULT_ENDPOINT
     if (problem := validate_endpoint(endpoint)) is not None:
@@ -163,6 +188,8 @@ def _load_ovh(environ: Mapping[str, str], problems: list[str]) -> OvhCredentials
         for name, given in (("OVH_CLIENT_ID", client_id), ("OVH_CLIENT_SECRET", client_secret)):
             if not given:
                 problems.append(f"{name} is missing: set it with the service account's value")
+        if (problem := _oauth2_endpoint_problem(endpoint)) is not None:
+            problems.append(problem)
     else:
         missing = [
             name

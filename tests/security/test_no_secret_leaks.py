@@ -12,8 +12,8 @@ Besides a successful day, the cases cover runs that fail with a secret at hand: 
 application secret (APIv6 rejects the signature), a revoked metrics token (OpenTSDB answers
 401), an unreachable OpenTSDB endpoint given with VSCOPE_OPENTSDB_TOKEN, and an OAuth2 client
 secret. The simulator has no OAuth2 token endpoint and python-ovh takes OAuth2 tokens from
-OVHcloud only, so the OAuth2 case covers the run that rejects the endpoint, not a signed
-request.
+OVHcloud only, so the OAuth2 case covers the command that rejects the settings before any run,
+not a signed request.
 
 The cases run concurrently, so the file takes about as long as its slowest command.
 """
@@ -245,6 +245,8 @@ FAILURE_SIGNS = {
     "unreachable_opentsdb": "Connection refused",
     "oauth2_client_secret": "OAuth2 (OVH_CLIENT_ID, OVH_CLIENT_SECRET) cannot be used",
 }
+# Cases whose settings are invalid, so the command exits 2 before it starts a run.
+SETTINGS_FAILURES = ("oauth2_client_secret",)
 
 
 def _files(run: CommandRun) -> list[Path]:
@@ -290,6 +292,10 @@ def test_command_outcome(runs: dict[str, CommandRun], name: str) -> None:
         assert run_line.endswith("succeeded")
         assert checks_line.startswith("  checks: ")
         assert (run.data_dir / "vscope.duckdb").is_file()
+    elif name in SETTINGS_FAILURES:
+        assert run.returncode == 2, run.stderr[-3000:]
+        assert run.stdout == ""
+        assert FAILURE_SIGNS[name] in run.stderr
     else:
         assert run.returncode == 1, run.stderr[-3000:]
         assert "FAILED" in run.stdout
@@ -307,6 +313,10 @@ def test_no_secret_in_output(runs: dict[str, CommandRun], name: str) -> None:
 def test_no_secret_in_files(runs: dict[str, CommandRun], name: str) -> None:
     run = runs[name]
     files = _files(run)
+    if name in SETTINGS_FAILURES:
+        # The settings stop the command before it creates the instance or the lake.
+        assert files == []
+        return
     assert any(path.name.endswith(".db") for path in files), "no SQLite storage was written"
     assert any(path.parent.name == "compute_logs" for path in files), "no compute log was written"
     for path in files:
@@ -322,6 +332,9 @@ def test_no_secret_in_dagster_instance(
     runs: dict[str, CommandRun], name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = runs[name]
+    if name in SETTINGS_FAILURES:
+        assert not run.dagster_home.exists()
+        return
     # dagster.yaml places the SQLite storage under $DAGSTER_HOME.
     monkeypatch.setenv("DAGSTER_HOME", str(run.dagster_home))
     with dg.DagsterInstance.get() as instance:
