@@ -6,9 +6,11 @@ import requests
 
 from vscope_pipeline.secrets import Secret
 from vscope_pipeline.settings import (
+    DagsterStorage,
     OpenTSDBTuning,
     SettingsError,
     load_data_dir,
+    load_freshness_hour,
     load_settings,
     load_start_date,
 )
@@ -18,6 +20,11 @@ KEYS = {
     "OVH_APPLICATION_SECRET": "as-secret-value",
     "OVH_CONSUMER_KEY": "ck-secret-value",
 }
+KEYS_HELP = (
+    "create keys at https://eu.api.ovh.com/createToken/ (or the ca/us equivalent) or set them in "
+    "ovh.conf; a service account uses OVH_CLIENT_ID and OVH_CLIENT_SECRET instead, and "
+    "`vscope-pipeline ingest --simulator` needs none"
+)
 
 
 def test_defaults_with_api_keys(tmp_path):
@@ -61,6 +68,59 @@ def test_every_problem_in_one_message():
         "extra metric 'vm.mem.tps' is not a vScope metric name",
     ):
         assert name in message
+
+
+def test_code_location_settings_listed_with_others():
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    environ = {
+        "VSCOPE_START_DATE": "2999-01-01",
+        "VSCOPE_FRESHNESS_HOUR": "6am",
+        "VSCOPE_DAGSTER_STORAGE": "mysql",
+        "VSCOPE_WORKERS": "0",
+    }
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ)
+
+    assert caught.value.problems == [
+        f"OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET, OVH_CONSUMER_KEY are missing: {KEYS_HELP}",
+        "VSCOPE_WORKERS '0' is invalid: expected an integer from 1 to 64 (default 1)",
+        f"VSCOPE_START_DATE '2999-01-01' is not before today ({today} UTC): set it to a past "
+        "day, the first one to ingest",
+        "VSCOPE_FRESHNESS_HOUR '6am' is not an hour: use a whole number from 0 to 23 (UTC), e.g. 6",
+        "VSCOPE_DAGSTER_STORAGE 'mysql' is invalid: expected sqlite (the default, files under "
+        "DAGSTER_HOME) or postgres (a PostgreSQL database named by the DAGSTER_PG_* variables)",
+    ]
+    assert str(caught.value).startswith("invalid configuration (5 problems):\n")
+
+
+def test_unparsable_start_date_listed_with_others():
+    environ = {
+        **KEYS,
+        "VSCOPE_START_DATE": "2026-13-01",
+        "VSCOPE_DAGSTER_STORAGE": "postgres",
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": "5432",
+        "DAGSTER_PG_USER": "dagster",
+        "DAGSTER_PG_PASSWORD": "",
+    }
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ)
+
+    assert caught.value.problems == [
+        "VSCOPE_START_DATE '2026-13-01' is not a date: use YYYY-MM-DD, e.g. 2025-01-01",
+        "DAGSTER_PG_DB is missing while VSCOPE_DAGSTER_STORAGE=postgres: set it to the "
+        "database that holds Dagster's tables",
+    ]
+
+
+def test_code_location_settings_loaded():
+    settings = load_settings(
+        {**KEYS, "VSCOPE_START_DATE": "2026-03-01", "VSCOPE_FRESHNESS_HOUR": "7"}
+    )
+
+    assert settings.start_date == dt.date(2026, 3, 1)
+    assert settings.freshness_hour == 7
+    assert settings.dagster_storage == DagsterStorage("sqlite")
 
 
 def test_one_missing_key_named_alone():
@@ -235,6 +295,18 @@ def test_start_date():
         load_start_date({"VSCOPE_START_DATE": "2026-13-01"})
     with pytest.raises(SettingsError, match="is not before today"):
         load_start_date({"VSCOPE_START_DATE": "2999-01-01"})
+
+
+@pytest.mark.parametrize("loader", [load_start_date, load_freshness_hour])
+def test_code_location_settings_rejected_together(loader):
+    environ = {"VSCOPE_START_DATE": "2026-13-01", "VSCOPE_FRESHNESS_HOUR": "24"}
+    with pytest.raises(SettingsError) as caught:
+        loader(environ)
+
+    assert caught.value.problems == [
+        "VSCOPE_START_DATE '2026-13-01' is not a date: use YYYY-MM-DD, e.g. 2025-01-01",
+        "VSCOPE_FRESHNESS_HOUR '24' is not an hour: use a whole number from 0 to 23 (UTC), e.g. 6",
+    ]
 
 
 def test_data_dir_default_is_relative_to_cwd(monkeypatch, tmp_path):

@@ -99,6 +99,12 @@ class Settings:
     lake_bucket: LakeBucket | None = None
     # Processes that fetch, decode and write the metric-days of a run (VSCOPE_WORKERS).
     workers: int = 1
+    # The first daily partition (VSCOPE_START_DATE).
+    start_date: dt.date = DEFAULT_START_DATE
+    # UTC hour by which yesterday's partitions must exist (VSCOPE_FRESHNESS_HOUR).
+    freshness_hour: int = DEFAULT_FRESHNESS_HOUR
+    # The Dagster instance storage (VSCOPE_DAGSTER_STORAGE and DAGSTER_PG_*).
+    dagster_storage: DagsterStorage = field(default_factory=lambda: DagsterStorage("sqlite"))
 
     @property
     def lake(self) -> LakeLocation:
@@ -617,6 +623,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     share_with_group = _load_share_with_group(environ, problems)
     lake_bucket = _load_lake_bucket(environ, problems)
     workers = _load_workers(environ, problems)
+    # These are read on their own too (when the code location loads, and before an ingest
+    # creates its instance), but checked here as well so one message lists every problem.
+    start_date = _load_start_date(environ, problems)
+    freshness_hour = _load_freshness_hour(environ, problems)
+    dagster_storage = _load_dagster_storage(environ, problems)
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -632,53 +643,77 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         share_with_group=share_with_group,
         lake_bucket=lake_bucket,
         workers=workers,
+        start_date=start_date,
+        freshness_hour=freshness_hour,
+        dagster_storage=dagster_storage,
     )
 
 
-def load_start_date(environ: Mapping[str, str] | None = None) -> dt.date:
-    """Return the first daily partition, from VSCOPE_START_DATE.
-
-    This is the one setting read when the code location loads, because it shapes the
-    partitions definition.
-    """
-    environ = os.environ if environ is None else environ
+def _load_start_date(environ: Mapping[str, str], problems: list[str]) -> dt.date:
     text = _clean(environ, "VSCOPE_START_DATE")
     if text is None:
         return DEFAULT_START_DATE
     try:
         start = dt.date.fromisoformat(text)
     except ValueError:
-        raise SettingsError(
-            [f"VSCOPE_START_DATE {text!r} is not a date: use YYYY-MM-DD, e.g. 2025-01-01"]
-        ) from None
+        problems.append(
+            f"VSCOPE_START_DATE {text!r} is not a date: use YYYY-MM-DD, e.g. 2025-01-01"
+        )
+        return DEFAULT_START_DATE
     today = dt.datetime.now(dt.UTC).date()
     if start >= today:
-        raise SettingsError(
-            [
-                f"VSCOPE_START_DATE {text!r} is not before today ({today.isoformat()} UTC): "
-                "set it to a past day, the first one to ingest"
-            ]
+        problems.append(
+            f"VSCOPE_START_DATE {text!r} is not before today ({today.isoformat()} UTC): "
+            "set it to a past day, the first one to ingest"
         )
+        return DEFAULT_START_DATE
     return start
+
+
+def _load_freshness_hour(environ: Mapping[str, str], problems: list[str]) -> int:
+    text = _clean(environ, "VSCOPE_FRESHNESS_HOUR")
+    if text is None:
+        return DEFAULT_FRESHNESS_HOUR
+    if not text.isdigit() or not 0 <= int(text) <= 23:
+        problems.append(
+            f"VSCOPE_FRESHNESS_HOUR {text!r} is not an hour: use a whole number from 0 to 23 "
+            "(UTC), e.g. 6"
+        )
+        return DEFAULT_FRESHNESS_HOUR
+    return int(text)
+
+
+def _load_code_location_settings(environ: Mapping[str, str] | None) -> tuple[dt.date, int]:
+    """Return VSCOPE_START_DATE and VSCOPE_FRESHNESS_HOUR, raising one SettingsError for both.
+
+    The code location reads both when it loads, so a problem in either one stops it, and the
+    message lists both.
+    """
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    start = _load_start_date(environ, problems)
+    hour = _load_freshness_hour(environ, problems)
+    if problems:
+        raise SettingsError(problems)
+    return start, hour
+
+
+def load_start_date(environ: Mapping[str, str] | None = None) -> dt.date:
+    """Return the first daily partition, from VSCOPE_START_DATE.
+
+    Read when the code location loads, because it shapes the partitions definition. Raises
+    SettingsError when VSCOPE_START_DATE or VSCOPE_FRESHNESS_HOUR is invalid.
+    """
+    return _load_code_location_settings(environ)[0]
 
 
 def load_freshness_hour(environ: Mapping[str, str] | None = None) -> int:
     """Return the UTC hour by which yesterday's partitions must exist, from VSCOPE_FRESHNESS_HOUR.
 
-    Read when the code location loads, because it shapes the freshness checks' schedule.
+    Read when the code location loads, because it shapes the freshness checks' schedule. Raises
+    SettingsError when VSCOPE_START_DATE or VSCOPE_FRESHNESS_HOUR is invalid.
     """
-    environ = os.environ if environ is None else environ
-    text = _clean(environ, "VSCOPE_FRESHNESS_HOUR")
-    if text is None:
-        return DEFAULT_FRESHNESS_HOUR
-    if not text.isdigit() or not 0 <= int(text) <= 23:
-        raise SettingsError(
-            [
-                f"VSCOPE_FRESHNESS_HOUR {text!r} is not an hour: use a whole number from 0 to 23 "
-                "(UTC), e.g. 6"
-            ]
-        )
-    return int(text)
+    return _load_code_location_settings(environ)[1]
 
 
 # Values of VSCOPE_DAGSTER_STORAGE. sqlite keeps the instance in files under DAGSTER_HOME, and
@@ -756,28 +791,29 @@ def _load_postgres_connection(
     )
 
 
+def _load_dagster_storage(environ: Mapping[str, str], problems: list[str]) -> DagsterStorage:
+    text = _clean(environ, "VSCOPE_DAGSTER_STORAGE")
+    kind = DEFAULT_DAGSTER_STORAGE if text is None else text.lower()
+    if kind not in DAGSTER_STORAGE_KINDS:
+        problems.append(
+            f"VSCOPE_DAGSTER_STORAGE {text!r} is invalid: expected sqlite (the default, "
+            "files under DAGSTER_HOME) or postgres (a PostgreSQL database named by the "
+            "DAGSTER_PG_* variables)"
+        )
+        return DagsterStorage(DEFAULT_DAGSTER_STORAGE)
+    if kind == "sqlite":
+        return DagsterStorage(kind)
+    return DagsterStorage(kind, _load_postgres_connection(environ, problems))
+
+
 def load_dagster_storage(environ: Mapping[str, str] | None = None) -> DagsterStorage:
     """Return the instance storage from VSCOPE_DAGSTER_STORAGE (default sqlite).
 
     For postgres, the DAGSTER_PG_* variables must be set too. Raises SettingsError naming every
     missing or invalid variable. The message never contains the password.
     """
-    environ = os.environ if environ is None else environ
-    text = _clean(environ, "VSCOPE_DAGSTER_STORAGE")
-    kind = DEFAULT_DAGSTER_STORAGE if text is None else text.lower()
-    if kind not in DAGSTER_STORAGE_KINDS:
-        raise SettingsError(
-            [
-                f"VSCOPE_DAGSTER_STORAGE {text!r} is invalid: expected sqlite (the default, "
-                "files under DAGSTER_HOME) or postgres (a PostgreSQL database named by the "
-                "DAGSTER_PG_* variables)"
-            ]
-        )
-    if kind == "sqlite":
-        return DagsterStorage(kind)
-
     problems: list[str] = []
-    connection = _load_postgres_connection(environ, problems)
+    storage = _load_dagster_storage(os.environ if environ is None else environ, problems)
     if problems:
         raise SettingsError(problems)
-    return DagsterStorage(kind, connection)
+    return storage
