@@ -156,10 +156,10 @@ OAUTH2 = {"OVH_CLIENT_ID": "id", "OVH_CLIENT_SECRET": "service-account-secret"}
     ["http://127.0.0.1:9/1.0", "kimsufi-eu", "https://eu.api.kimsufi.com/1.0"],
 )
 def test_oauth2_rejected_without_token_url(endpoint, monkeypatch):
-    def refuse(*args, **kwargs):
+    def fail_on_request(*args, **kwargs):
         raise AssertionError("load_settings sent a request")
 
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", refuse)
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", fail_on_request)
     with pytest.raises(SettingsError) as caught:
         load_settings({**OAUTH2, "OVH_ENDPOINT": endpoint})
 

@@ -398,10 +398,10 @@ def _load_s3_endpoint(environ: Mapping[str, str], problems: list[str]) -> str | 
         )
         return None
     if parts.username or parts.password or parts.path.strip("/") or parts.query:
-        # The value as given, but without any user:password, which may be a real secret.
-        shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        # The user:password part may be a real secret, so the message leaves it out.
+        without_credentials = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         problems.append(
-            f"VSCOPE_S3_ENDPOINT {shown!r} must be a bare scheme, host "
+            f"VSCOPE_S3_ENDPOINT {without_credentials!r} must be a bare scheme, host "
             "and port: remove any credentials, path or query from it (the bucket goes in "
             "VSCOPE_LAKE_URL, the keys in VSCOPE_S3_ACCESS_KEY_ID and VSCOPE_S3_SECRET_ACCESS_KEY)"
         )
