@@ -271,8 +271,11 @@ def _run_ingest(
     )
     from vscope_pipeline.settings import load_start_date
 
+    # Without the simulator, which sets the OVH variables later, every setting is checked here,
+    # so that one message lists every problem, VSCOPE_START_DATE's included.
+    start_date = load_start_date() if simulator else load_settings().start_date
     try:
-        validate_range(first, last, start_date=load_start_date(), latest=last_complete_day())
+        validate_range(first, last, start_date=start_date, latest=last_complete_day())
     except IngestRangeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2, load_data_dir() / DUCKDB_FILE
