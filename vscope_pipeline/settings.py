@@ -145,6 +145,17 @@ def validate_endpoint(endpoint: str) -> str | None:
     return None
 
 
+def redacted_url(url: str) -> str:
+    """Return `url` for a message, without a user:password part or query, which may be secret."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc and "@" in url:
+        # Not parsed as scheme://user:password@host, so everything up to the last "@" goes.
+        return "<hidden>@" + url.rpartition("@")[2]
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "<hidden>" if parts.query else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 def _oauth2_endpoint_problem(endpoint: str) -> str | None:
     """Return a problem description when a service account cannot sign in through `endpoint`.
 
@@ -271,7 +282,8 @@ def _load_opentsdb(
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             problems.append(
-                f"VSCOPE_OPENTSDB_URL {url!r} is not an http(s) URL: set it to the "
+                f"VSCOPE_OPENTSDB_URL {redacted_url(url)!r} is not an http(s) URL: set "
+                "it to the "
                 "opentsdbEndpoint of the vScope token, e.g. https://opentsdb.gra1-ovh.metrics.ovh.net"
             )
         elif parts.username or parts.password:
@@ -393,15 +405,14 @@ def _load_s3_endpoint(environ: Mapping[str, str], problems: list[str]) -> str | 
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(
-            f"VSCOPE_S3_ENDPOINT {endpoint!r} is not an http(s) URL: set it to the store's URL, "
+            f"VSCOPE_S3_ENDPOINT {redacted_url(endpoint)!r} is not an http(s) URL: set it "
+            "to the store's URL, "
             f"e.g. {_S3_ENDPOINT_EXAMPLE}"
         )
         return None
     if parts.username or parts.password or parts.path.strip("/") or parts.query:
-        # The user:password part may be a real secret, so the message leaves it out.
-        without_credentials = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         problems.append(
-            f"VSCOPE_S3_ENDPOINT {without_credentials!r} must be a bare scheme, host "
+            f"VSCOPE_S3_ENDPOINT {redacted_url(endpoint)!r} must be a bare scheme, host "
             "and port: remove any credentials, path or query from it (the bucket goes in "
             "VSCOPE_LAKE_URL, the keys in VSCOPE_S3_ACCESS_KEY_ID and VSCOPE_S3_SECRET_ACCESS_KEY)"
         )

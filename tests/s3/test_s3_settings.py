@@ -102,11 +102,12 @@ def test_endpoint_with_credentials() -> None:
     assert "user" not in problems[0]
 
 
-def test_endpoint_with_path_shown_whole() -> None:
+def test_endpoint_with_path_shown_without_query() -> None:
+    # A query may carry a token, so its text is hidden.
     problems = _problems({**S3, "VSCOPE_S3_ENDPOINT": "http://127.0.0.1:9000/lake?x=1"})
 
     assert problems == [
-        "VSCOPE_S3_ENDPOINT 'http://127.0.0.1:9000/lake?x=1' must be a bare scheme, host and "
+        "VSCOPE_S3_ENDPOINT 'http://127.0.0.1:9000/lake?<hidden>' must be a bare scheme, host and "
         "port: remove any credentials, path or query from it (the bucket goes in "
         "VSCOPE_LAKE_URL, the keys in VSCOPE_S3_ACCESS_KEY_ID and VSCOPE_S3_SECRET_ACCESS_KEY)"
     ]
@@ -121,6 +122,19 @@ def test_endpoint_with_password_path_and_at_sign() -> None:
         "keys in VSCOPE_S3_ACCESS_KEY_ID and VSCOPE_S3_SECRET_ACCESS_KEY)"
     ]
     assert "w0rd" not in problems[0]
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["ftp://alice:s3cr3t@127.0.0.1:9000/base", "s3://alice:s3cr3t@127.0.0.1:9"]
+)
+def test_non_http_endpoint_hides_password(endpoint: str) -> None:
+    problems = _problems({**S3, "VSCOPE_S3_ENDPOINT": endpoint})
+
+    assert len(problems) == 1
+    assert problems[0].startswith(f"VSCOPE_S3_ENDPOINT '{endpoint.split('://')[0]}://127.0.0.1:9")
+    assert "is not an http(s) URL" in problems[0]
+    assert "s3cr3t" not in problems[0]
+    assert "alice" not in problems[0]
 
 
 def test_access_key_without_secret() -> None:
