@@ -27,6 +27,7 @@ from vscope_pipeline.lake.schema import METRIC_FILE_SCHEMA
 from vscope_pipeline.lake.writer import write_partition
 from vscope_pipeline.simulator.credentials import SimulatorCredentials
 from vscope_pipeline.simulator.runner import running_simulator
+from vscope_pipeline.warehouse import duckdb_s3
 from vscope_pipeline.warehouse.build import build_warehouse
 
 KEYS_HELP = (
@@ -125,6 +126,30 @@ def test_sql_reader_closing_early_exits_1(warehouse, output_format):
 
     assert child.returncode == 1
     assert stderr == b""
+
+
+def test_sql_without_httpfs_reads_tables(warehouse, monkeypatch, capsys):
+    monkeypatch.setenv("VSCOPE_LAKE_URL", "s3://acme-vscope/lake")
+    monkeypatch.setenv("VSCOPE_S3_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("VSCOPE_S3_REGION", "gra")
+    monkeypatch.setenv("VSCOPE_S3_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("VSCOPE_S3_SECRET_ACCESS_KEY", "example-secret-key")
+    # A closed loopback port, so that the download of httpfs fails without leaving this machine.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    monkeypatch.setattr(
+        duckdb_s3, "INSTALL_HTTPFS", f"INSTALL httpfs FROM 'http://127.0.0.1:{port}'"
+    )
+
+    assert main(["sql", "--format", "csv", "SELECT count(*) AS metrics FROM metric_catalog"]) == 0
+
+    captured = capsys.readouterr()
+    assert captured.out == f"metrics\r\n{len(BUILTIN_METRICS)}\r\n"
+    assert captured.err.startswith("warning: failed to load DuckDB's httpfs extension")
+    assert captured.err.endswith(" Until then, queries that read the metric views fail.\n")
+    assert "example-secret-key" not in captured.err
 
 
 def test_sql_needs_no_api_keys(warehouse, capsys):

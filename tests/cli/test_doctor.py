@@ -243,3 +243,25 @@ def test_doctor_simulator_option(
     assert code == 0
     # The simulator's variables are gone once doctor returns.
     assert "OVH_ENDPOINT" not in os.environ
+
+
+def test_doctor_simulator_sets_aside_service_account(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("OVH_", "VSCOPE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("VSCOPE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OVH_CLIENT_ID", "service-account-id")
+    monkeypatch.setenv("OVH_CLIENT_SECRET", "service-account-secret")
+
+    code = main(["doctor", "--simulator"])
+
+    lines = _output(capsys)
+    assert (
+        lines[0]
+        == "note: --simulator replaces OVH_CLIENT_ID, OVH_CLIENT_SECRET from the environment"
+    )
+    assert lines[-1] == "doctor: 7 OK, 0 warning(s), 0 failure(s)"
+    assert code == 0
+    assert os.environ["OVH_CLIENT_ID"] == "service-account-id"

@@ -74,7 +74,7 @@ def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
         except duckdb.Error as error:
             errors.append(f"LOAD {wheel_file}: {_first_line(error)}")
     else:
-        errors.append(f"no {HTTPFS_WHEEL} package for DuckDB {duckdb.__version__}")
+        errors.append(f"no duckdb-extension-httpfs package for DuckDB {duckdb.__version__}")
     try:
         con.execute(INSTALL_HTTPFS)
         con.execute("LOAD httpfs")
@@ -89,8 +89,7 @@ def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
         "http://extensions.duckdb.org once, so that `INSTALL httpfs` stores the extension in "
         f"~/.duckdb/extensions/{version}/{platform}/, or copy httpfs.duckdb_extension into that "
         f"folder of this user from a machine where DuckDB {duckdb.__version__} on {platform} "
-        f"has installed it. For some DuckDB versions, PyPI's `{HTTPFS_WHEEL.replace('_', '-')}` "
-        "package of the same version as `duckdb` ships it too."
+        "has installed it."
     )
 
 
