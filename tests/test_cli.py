@@ -84,12 +84,20 @@ def test_sql_missing_database(data_dir, capsys):
     )
 
 
+def _point_lake_at_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set the settings of a lake in a bucket; nothing listens at its endpoint."""
+    for name, value in {
+        "VSCOPE_LAKE_URL": "s3://acme-vscope/lake",
+        "VSCOPE_S3_ENDPOINT": "http://127.0.0.1:9",
+        "VSCOPE_S3_REGION": "gra",
+        "VSCOPE_S3_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "VSCOPE_S3_SECRET_ACCESS_KEY": "example-secret-key",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
 def test_sql_missing_database_bucket_hint(data_dir, monkeypatch, capsys):
-    monkeypatch.setenv("VSCOPE_LAKE_URL", "s3://acme-vscope/lake")
-    monkeypatch.setenv("VSCOPE_S3_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("VSCOPE_S3_REGION", "gra")
-    monkeypatch.setenv("VSCOPE_S3_ACCESS_KEY_ID", "AKIAEXAMPLE")
-    monkeypatch.setenv("VSCOPE_S3_SECRET_ACCESS_KEY", "example-secret-key")
+    _point_lake_at_bucket(monkeypatch)
 
     assert main(["sql", "SELECT 1"]) == 2
 
@@ -129,11 +137,7 @@ def test_sql_reader_closing_early_exits_1(warehouse, output_format):
 
 
 def test_sql_without_httpfs_reads_tables(warehouse, monkeypatch, capsys):
-    monkeypatch.setenv("VSCOPE_LAKE_URL", "s3://acme-vscope/lake")
-    monkeypatch.setenv("VSCOPE_S3_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("VSCOPE_S3_REGION", "gra")
-    monkeypatch.setenv("VSCOPE_S3_ACCESS_KEY_ID", "AKIAEXAMPLE")
-    monkeypatch.setenv("VSCOPE_S3_SECRET_ACCESS_KEY", "example-secret-key")
+    _point_lake_at_bucket(monkeypatch)
     # A closed loopback port, so that the download of httpfs fails without leaving this machine.
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))

@@ -27,14 +27,19 @@ SERVICE = "pcc-203-0-113-10"
 TOKEN_PATH = r"/dedicatedCloud/[^/]+/user/\d+/(metricsToken|getVscopeMetricsToken)"
 
 
+def _clear_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset every OVH_ and VSCOPE_ variable for the test."""
+    for name in list(os.environ):
+        if name.startswith(("OVH_", "VSCOPE_")):
+            monkeypatch.delenv(name)
+
+
 @contextmanager
 def pointed_at(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **options: Any
 ) -> Iterator[RunningSimulator]:
     """Run a 3-VM simulator with `options` and point the settings at it."""
-    for name in list(os.environ):
-        if name.startswith(("OVH_", "VSCOPE_")):
-            monkeypatch.delenv(name)
+    _clear_settings(monkeypatch)
     with running_simulator(vm_count=3, **options) as simulator:
         for name, value in simulator.environment().items():
             monkeypatch.setenv(name, value)
@@ -184,9 +189,7 @@ def test_doctor_wrong_secret_gives_its_own_fix(
 def test_doctor_invalid_configuration_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith(("OVH_", "VSCOPE_")):
-            monkeypatch.delenv(name)
+    _clear_settings(monkeypatch)
     monkeypatch.setenv("VSCOPE_OPENTSDB_RATE_LIMIT", "fast")
     code = main(["doctor"])
     lines = capsys.readouterr().out.splitlines()
@@ -221,9 +224,7 @@ def test_unreachable_api_blocks_checks() -> None:
 def test_doctor_simulator_option(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith(("OVH_", "VSCOPE_")):
-            monkeypatch.delenv(name)
+    _clear_settings(monkeypatch)
     monkeypatch.setenv("VSCOPE_DATA_DIR", str(tmp_path / "data"))
 
     code = main(["doctor", "--simulator"])
@@ -248,9 +249,7 @@ def test_doctor_simulator_option(
 def test_doctor_simulator_sets_aside_service_account(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith(("OVH_", "VSCOPE_")):
-            monkeypatch.delenv(name)
+    _clear_settings(monkeypatch)
     monkeypatch.setenv("VSCOPE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("OVH_CLIENT_ID", "service-account-id")
     monkeypatch.setenv("OVH_CLIENT_SECRET", "service-account-secret")
