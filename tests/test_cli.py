@@ -85,7 +85,7 @@ def test_sql_missing_database(data_dir, capsys):
 
 
 def _point_lake_at_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Set the settings of a lake in a bucket; nothing listens at its endpoint."""
+    """Set the settings of a lake in a bucket at an endpoint where nothing listens."""
     for name, value in {
         "VSCOPE_LAKE_URL": "s3://acme-vscope/lake",
         "VSCOPE_S3_ENDPOINT": "http://127.0.0.1:9",
