@@ -191,10 +191,18 @@ def test_doctor_invalid_configuration_exits_2(
 ) -> None:
     _clear_settings(monkeypatch)
     monkeypatch.setenv("VSCOPE_OPENTSDB_RATE_LIMIT", "fast")
+    monkeypatch.setenv("VSCOPE_WORKERS", "0")
     code = main(["doctor"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("FAIL  configuration: ")
-    assert "VSCOPE_OPENTSDB_RATE_LIMIT 'fast'" in lines[0]
+    # One line per problem: the OVH keys, the rate limit and the workers.
+    assert lines[0] == "FAIL  configuration: invalid configuration (3 problems)"
+    assert [line[:8] for line in lines[1:4]] == ["      - "] * 3
+    assert lines[1].startswith("      - OVH_APPLICATION_KEY, ")
+    assert lines[2].startswith("      - VSCOPE_OPENTSDB_RATE_LIMIT 'fast'")
+    assert lines[3].startswith("      - VSCOPE_WORKERS '0'")
+    assert lines[4] == (
+        "      fix: set the variables named above (the README's Configuration table lists them)"
+    )
     assert lines[-1] == "doctor: the configuration is invalid, so no request was sent"
     assert code == 2
 

@@ -45,8 +45,14 @@ def check_configuration() -> tuple[CheckResult, Settings | None]:
     try:
         settings = load_settings()
     except SettingsError as error:
-        fix = "set the variables named above (the README's Configuration table lists them)"
-        return CheckResult.fail("configuration", "; ".join(error.problems), fix), None
+        count = len(error.problems)
+        return CheckResult(
+            "FAIL",
+            "configuration",
+            f"invalid configuration ({count} problem{'s' * (count > 1)})",
+            "set the variables named above (the README's Configuration table lists them)",
+            items=tuple(error.problems),
+        ), None
     services = ", ".join(settings.service_names) if settings.service_names else "every service"
     if settings.user_id is not None:
         user = f"user id {settings.user_id}"

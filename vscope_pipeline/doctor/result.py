@@ -15,6 +15,8 @@ class CheckResult:
     fix: str | None = None
     # True when the checks after this one cannot run, such as when APIv6 is unreachable.
     blocking: bool = False
+    # Findings listed one per line under the first, such as each invalid setting.
+    items: tuple[str, ...] = ()
 
     @classmethod
     def ok(cls, name: str, detail: str) -> CheckResult:
@@ -30,6 +32,7 @@ class CheckResult:
 
     def lines(self) -> list[str]:
         out = [f"{self.status:<5} {self.name}: {self.detail}"]
+        out += [f"      - {item}" for item in self.items]
         if self.fix:
             out.append(f"      fix: {self.fix}")
         return out
