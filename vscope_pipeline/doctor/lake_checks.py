@@ -22,6 +22,7 @@ from vscope_pipeline.doctor.result import CheckResult
 from vscope_pipeline.lake.location import LakeLocation, S3Connection
 from vscope_pipeline.lake.rollup_store import CONFLICT_CODES, UNSUPPORTED_CODES
 from vscope_pipeline.warehouse.duckdb_s3 import HttpfsUnavailableError, prepare_session
+from vscope_pipeline.warehouse.lake_sql import duckdb_message
 
 # Below this much free space in the data folder the check warns. An estimate of a safe margin,
 # not a measured need: `status` shows how much the lake takes.
@@ -244,16 +245,15 @@ def _check_duckdb(connection: S3Connection, url: str) -> CheckResult:
                 name,
                 str(error),
                 "make DuckDB's httpfs extension available as the message says; until then "
-                "runs store their partitions but fail at the warehouse, and `sql` and `report` "
-                "cannot read the bucket",
+                "runs store their partitions but fail at the warehouse, `sql` cannot query the "
+                "metric views, and `report` cannot read the bucket",
             )
         try:
             row = con.execute("SELECT content FROM read_blob(?)", [url]).fetchone()
         except duckdb.Error as error:
-            first_line = str(error).strip().splitlines()[0]
             return CheckResult.fail(
                 name,
-                f"DuckDB {duckdb.__version__} failed to read {url}: {first_line}",
+                f"DuckDB {duckdb.__version__} failed to read {url}: {duckdb_message(error)}",
                 "check VSCOPE_S3_ENDPOINT, VSCOPE_S3_REGION and VSCOPE_S3_URL_STYLE",
             )
     if row is None or bytes(row[0]) != PROBE_BODY:

@@ -41,7 +41,7 @@ from vscope_pipeline.lake.staging import (
 from vscope_pipeline.lake.storage_full import storage_full_error, storage_full_reason
 from vscope_pipeline.warehouse.duckdb_s3 import HttpfsUnavailableError, prepare_session
 from vscope_pipeline.warehouse.history import create_history_tables
-from vscope_pipeline.warehouse.lake_sql import has_files, sql_string
+from vscope_pipeline.warehouse.lake_sql import duckdb_message, has_files, sql_string
 from vscope_pipeline.warehouse.named_views import create_named_views
 from vscope_pipeline.warehouse.rollup_views import RollupReadError, create_rollup_views
 
@@ -76,15 +76,10 @@ class WarehouseSummary:
     inventory_days: dict[str, str | None]
 
 
-def _first_line(error: duckdb.Error) -> str:
-    # DuckDB appends the failing SQL and a caret line after its one-line message.
-    return str(error).strip().splitlines()[0]
-
-
 def _metric_read_error(lake: LakeLocation, error: duckdb.Error) -> WarehouseBuildError:
     return WarehouseBuildError(
         f"failed to read the metric partitions under {lake.url(lake.path(METRICS_DIR))}: "
-        f"{_first_line(error)}. Re-materialize the metric partition that it names."
+        f"{duckdb_message(error)}. Re-materialize the metric partition that it names."
     )
 
 
@@ -177,7 +172,7 @@ def _create_objects(
             )
         except duckdb.Error as error:
             raise WarehouseBuildError(
-                f"failed to read the {kind} snapshot {lake.url(path)}: {_first_line(error)}. "
+                f"failed to read the {kind} snapshot {lake.url(path)}: {duckdb_message(error)}. "
                 "Re-materialize the inventory assets to rewrite it."
             ) from error
     try:
@@ -186,7 +181,8 @@ def _create_objects(
         inventory_url = lake.url(lake.path(INVENTORY_DIR))
         raise WarehouseBuildError(
             f"failed to read the inventory snapshots under {inventory_url} for the "
-            f"history tables: {_first_line(error)}. Re-materialize the snapshot day that it names."
+            f"history tables: {duckdb_message(error)}. Re-materialize the snapshot day that it "
+            "names."
         ) from error
     create_named_views(con, history_tables)
     return days, history_tables

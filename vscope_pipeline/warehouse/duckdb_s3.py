@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from vscope_pipeline.lake.location import S3Connection
+from vscope_pipeline.warehouse.lake_sql import duckdb_message
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("LOAD httpfs")
         return
     except duckdb.Error as error:
-        errors.append(f"LOAD httpfs: {_first_line(error)}")
+        errors.append(f"LOAD httpfs: {duckdb_message(error)}")
     wheel_file = httpfs_wheel_file()
     if wheel_file is not None:
         try:
@@ -72,7 +73,7 @@ def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"LOAD '{str(wheel_file).replace(chr(39), chr(39) * 2)}'")
             return
         except duckdb.Error as error:
-            errors.append(f"LOAD {wheel_file}: {_first_line(error)}")
+            errors.append(f"LOAD {wheel_file}: {duckdb_message(error)}")
     else:
         errors.append(f"no duckdb-extension-httpfs package for DuckDB {duckdb.__version__}")
     try:
@@ -80,7 +81,7 @@ def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("LOAD httpfs")
         return
     except duckdb.Error as error:
-        errors.append(f"INSTALL httpfs: {_first_line(error)}")
+        errors.append(f"INSTALL httpfs: {duckdb_message(error)}")
     version = f"v{duckdb.__version__}"
     platform = _platform(con)
     raise HttpfsUnavailableError(
@@ -135,7 +136,3 @@ def _platform(con: duckdb.DuckDBPyConnection) -> str:
     except duckdb.Error:
         return "<platform>"
     return str(row[0]) if row else "<platform>"
-
-
-def _first_line(error: duckdb.Error) -> str:
-    return str(error).strip().splitlines()[0]

@@ -1,8 +1,10 @@
-"""Helpers shared by the SQL that reads the lake: string literals and file look-ups."""
+"""Helpers shared by the SQL that reads the lake: string literals, file look-ups, errors."""
 
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+
+import duckdb
 
 from vscope_pipeline.lake.location import LakeLocation
 
@@ -22,3 +24,8 @@ def has_files(lake: LakeLocation, folder: str, pattern: str) -> bool:
         len(PurePosixPath(relative).parts) == depth and PurePosixPath(relative).match(pattern)
         for relative in lake.files_under(folder)
     )
+
+
+def duckdb_message(error: duckdb.Error) -> str:
+    """Return the first line of a DuckDB error, without the failing SQL and caret it adds."""
+    return str(error).strip().splitlines()[0]

@@ -6,7 +6,7 @@ import duckdb
 
 from vscope_pipeline.lake.layout import ROLLUP_GRAINS, ROLLUPS_DIR, RollupGrain, rollup_grain_key
 from vscope_pipeline.lake.location import LakeLike, as_lake
-from vscope_pipeline.warehouse.lake_sql import has_files, sql_string
+from vscope_pipeline.warehouse.lake_sql import duckdb_message, has_files, sql_string
 
 ROLLUP_VIEWS: dict[RollupGrain, str] = {"hour": "metric_hourly", "day": "metric_daily"}
 
@@ -56,11 +56,10 @@ def create_rollup_views(con: duckdb.DuckDBPyConnection, data_dir: LakeLike) -> l
         try:
             con.execute(f"CREATE VIEW {ROLLUP_VIEWS[grain]} AS {rollup_sql(data_dir, grain)}")
         except duckdb.Error as error:
-            message = str(error).strip().splitlines()[0]
             raise RollupReadError(
                 f"failed to read the rollup partitions under {_rollups_url(data_dir)}: "
-                f"{message}. Re-materialize the metric partition that it names; its rollups "
-                "are rewritten with it."
+                f"{duckdb_message(error)}. Re-materialize the metric partition that it names; "
+                "its rollups are rewritten with it."
             ) from error
     return [ROLLUP_VIEWS[grain] for grain in ROLLUP_GRAINS]
 
