@@ -273,7 +273,8 @@ def _run_ingest(
 
     # Without the simulator, which sets the OVH variables later, every setting is checked here,
     # so that one message lists every problem, VSCOPE_START_DATE's included.
-    start_date = load_start_date() if simulator else load_settings().start_date
+    settings = None if simulator else load_settings()
+    start_date = load_start_date() if settings is None else settings.start_date
     try:
         validate_range(first, last, start_date=start_date, latest=last_complete_day())
     except IngestRangeError as error:
@@ -283,7 +284,7 @@ def _run_ingest(
     with ExitStack() as stack:
         if simulator:
             _start_simulator(stack)
-        settings = load_settings()
+        settings = settings or load_settings()
         ensure_dagster_home(DEFAULT_DAGSTER_HOME)
         instance = stack.enter_context(dg.DagsterInstance.get())
         progress = start_progress(first, last, settings, progress_interval)
