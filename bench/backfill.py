@@ -15,18 +15,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.child import run_module
 from bench.report import Figure
 from vscope_pipeline.ingest import last_complete_day
 from vscope_pipeline.simulator.opentsdb_server import OpenTsdbServer
 from vscope_pipeline.simulator.runner import RunningSimulator, running_simulator
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BACKFILL_DAYS = 30
 DEFAULT_WORKER_COUNTS = (1, 2, 4)
 # Seconds that one configuration gets for the whole backfill before its child is killed.
@@ -84,25 +83,9 @@ def _run_configuration(
         "VSCOPE_WORKERS": str(workers),
         "VSCOPE_DATA_DIR": str(work / "data"),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "bench.backfill_run",
-        "--first",
-        first.isoformat(),
-        "--last",
-        last.isoformat(),
-    ]
+    arguments = ["--first", first.isoformat(), "--last", last.isoformat()]
     try:
-        completed = subprocess.run(
-            command,
-            cwd=PROJECT_ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
+        completed = run_module("bench.backfill_run", arguments, environment, timeout_s)
     except subprocess.TimeoutExpired:
         requests = server.counters.snapshot().requests - requests_before
         return BackfillRun(workers, None, 0, requests)

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.child import run_module
 from bench.day import ANCHOR_DAY, BENCH_DAY, DEFAULT_VM_COUNT, datacenter_targets
 from vscope_pipeline.catalog import BUILTIN_METRICS
 from vscope_pipeline.collect import collect_day
@@ -32,7 +33,6 @@ from vscope_pipeline.simulator.fleet import build_fleet
 from vscope_pipeline.simulator.opentsdb_server import OpenTsdbServer
 from vscope_pipeline.simulator.runner import RunningSimulator
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Seconds that the child process gets for the whole day before it is killed.
 TIMEOUT_S = 900
 
@@ -69,10 +69,7 @@ def run_day_in_child(
         "VSCOPE_OPENTSDB_URL": simulator.opentsdb_url,
         "VSCOPE_OPENTSDB_TOKEN": simulator.credentials.metrics_token,
     }
-    command = [
-        sys.executable,
-        "-m",
-        "bench.day_run",
+    arguments = [
         str(lake),
         "--vm-count",
         str(vm_count),
@@ -82,15 +79,7 @@ def run_day_in_child(
         day.isoformat(),
     ]
     try:
-        completed = subprocess.run(
-            command,
-            cwd=PROJECT_ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
+        completed = run_module("bench.day_run", arguments, environment, TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise DayRunError(f"the day run did not finish within {TIMEOUT_S} s") from exc
     if completed.returncode != 0:
