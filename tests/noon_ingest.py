@@ -1,6 +1,6 @@
 """Ingest days one Dagster run each, with the simulator's clock at noon of the day.
 
-The fleet's scripted inventory changes happen at 06:00 UTC, so each noon snapshot sees that
+The fleet's scripted inventory changes happen at 06:00 UTC, so each noon snapshot records that
 day's changes, as a daily schedule would.
 """
 
